@@ -1,0 +1,11 @@
+"""FreiHAND -> RHD with tllib's hyper-parameters (ResNet-101, 256 px, batch 32).
+
+`configs/freihand_rhd.py`: source-only ERM; `configs/freihand_rhd.py:regda`: RegDA (stage 1 + 30 epochs).
+Needs the built data sets (README, "Datasets").
+"""
+
+from dapose_jax import config_tasks
+
+
+def get_config(variant=""):
+  return config_tasks.task_config("freihand", "rhd", "hand21", rotation=180.0, variant=variant, regda_epochs=30)

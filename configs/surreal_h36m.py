@@ -1,0 +1,11 @@
+"""SURREAL -> Human3.6M (regda.sh trains 10 adaptation epochs here) with tllib's hyper-parameters (ResNet-101, 256 px, batch 32).
+
+`configs/surreal_h36m.py`: source-only ERM; `configs/surreal_h36m.py:regda`: RegDA (stage 1 + 10 epochs).
+Needs the built data sets (README, "Datasets").
+"""
+
+from dapose_jax import config_tasks
+
+
+def get_config(variant=""):
+  return config_tasks.task_config("surreal", "human36m", "body16", rotation=30.0, variant=variant, regda_epochs=10)

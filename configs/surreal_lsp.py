@@ -1,0 +1,11 @@
+"""SURREAL -> LSP with tllib's hyper-parameters (ResNet-101, 256 px, batch 32).
+
+`configs/surreal_lsp.py`: source-only ERM; `configs/surreal_lsp.py:regda`: RegDA (stage 1 + 30 epochs).
+Needs the built data sets (README, "Datasets").
+"""
+
+from dapose_jax import config_tasks
+
+
+def get_config(variant=""):
+  return config_tasks.task_config("surreal", "lsp", "body16", rotation=30.0, variant=variant, regda_epochs=30)

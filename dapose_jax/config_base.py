@@ -1,0 +1,48 @@
+"""Reference defaults shared by every config file (tllib / UDAPE hyper-parameters)."""
+
+from ml_collections import ConfigDict
+
+
+def augment(rotation, resize_pad=False, enabled=True):
+  """tllib's RegDA/ERM training transform: rotation -> random resized crop -> colour jitter -> blur."""
+  return dict(enabled=enabled, rotation=rotation, scale_min=0.6, scale_max=1.3, color=0.25, blur=0.8,
+              resize_pad=resize_pad)
+
+
+def domain(name, **fields):
+  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform."""
+  return ConfigDict(dict(name=name, resize_pad=False, augment=augment(30.0), **fields))
+
+
+def base_config():
+  c = ConfigDict()
+  c.method = "source_only"
+  c.seed = 0
+  c.model = dict(backbone="resnet101", upsampling_features=256, dtype="float32")
+  c.image_size = 256
+  c.heatmap_size = 64
+  c.sigma = 2.0
+  c.batch_size = 32
+  c.eval_batch_size = 32
+  c.epochs = 70
+  c.iters_per_epoch = 500
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+  c.select_on = "target"  # the reference selects its checkpoint on the target test split
+  c.pck = dict(threshold=0.05, aggregation="tllib")
+  c.data = dict(num_threads=2, prefetch=4, workers=0)
+  # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
+  c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,
+                       nesterov=True, weight_decay=0.0, lr_milestones=(45, 60), lr_factor=0.1)
+  # tllib regda.py / regda.sh
+  c.regda = dict(
+      pretrained="",  # a stage-1 'best' checkpoint folder; empty: run stage 1 into WORKDIR/pretrain
+      pretrain_epochs=70,
+      pretrain=dict(loss="kl", optimizer="sgd", lr=0.1, backbone_lr_factor=0.1, momentum=0.9, nesterov=True,
+                    weight_decay=1e-4, lr_milestones=(45, 60), lr_factor=0.1),
+      lr=0.1, features_lr_factor=0.1, lr_gamma=1e-4, lr_decay=0.75, momentum=0.9, nesterov=True,
+      weight_decay=1e-4, margin=4.0, trade_off=1.0, epsilon=1e-7, objective="regda",
+      fast_pseudo_labels=False)
+  return c

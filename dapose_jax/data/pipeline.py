@@ -1,0 +1,70 @@
+"""Grain input pipelines: seeded shuffle, per-process sharding, keypoint-consistent augmentation, batching.
+
+Batches hold uint8 images and keypoints; normalisation and heatmap targets are computed on the device.
+"""
+
+import functools
+
+import grain
+import jax
+import numpy as np
+
+from dapose_jax.data import transforms
+
+
+def _train_sample(sample, rng, *, image_size, augment):
+  if augment.enabled:
+    image, kps = transforms.train_augment(
+        sample["image"], sample["keypoints"], rng, size=image_size,
+        rotation_degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max),
+        color=augment.color, blur=augment.blur)
+  else:
+    image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size,
+                                           pad=augment.resize_pad)
+  return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
+
+
+def _test_sample(sample, *, image_size, resize_pad):
+  image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size, pad=resize_pad)
+  return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
+
+
+def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0):
+  """Infinite iterator of this process's share of each global training batch (checkpointable)."""
+  local = batch_size // jax.process_count()
+  ds = grain.MapDataset.source(source)
+  ds = ds[jax.process_index()::jax.process_count()]
+  ds = ds.seed(seed).shuffle().repeat()
+  ds = ds.random_map(functools.partial(_train_sample, image_size=image_size, augment=augment))
+  ds = ds.batch(local, drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+  if workers:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(it)
+
+
+def eval_batches(source, *, batch_size, image_size, resize_pad, num_threads=2):
+  """Every sample of ``source`` once, in global batches of ``batch_size`` split over processes.
+
+  The last batch is padded with zero samples whose ``mask`` is 0, so every process runs the same
+  number of equally shaped batches.
+  """
+  n = len(source)
+  local = batch_size // jax.process_count()
+  offset = jax.process_index() * local
+  num_batches = -(-n // batch_size)
+  prepare = functools.partial(_test_sample, image_size=image_size, resize_pad=resize_pad)
+
+  def load_batch(j):
+    indices = j * batch_size + offset + np.arange(local)
+    samples = [prepare(source[int(i)]) for i in indices if i < n]
+    mask = np.zeros(local, np.float32)
+    mask[: len(samples)] = 1
+    padding = jax.tree.map(np.zeros_like, samples[0] if samples else prepare(source[0]))
+    samples += [padding] * (local - len(samples))
+    batch = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    batch["mask"] = mask
+    return batch
+
+  ds = grain.MapDataset.range(num_batches).map(load_batch)
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2)))

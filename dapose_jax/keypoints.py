@@ -1,0 +1,91 @@
+"""Heatmap rendering and decoding, as the reference (tllib) computes them.
+
+Conventions: heatmaps are channels-last ``(..., H, W, K)``; keypoints are ``(..., K, 2)`` as (x, y).
+All functions are pure jnp and work under ``jit``/``vmap``.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def _window_gaussians(centers, draw, height, width, sigma):
+  """Unnormalised Gaussians with peak 1 at integer ``centers`` (K, 2), cut to the reference window.
+
+  The reference writes a ``2*tmp+1`` patch (tmp = 3 sigma) whose top-left corner is
+  ``int(mu - tmp)`` (truncation toward zero) and whose centre is at patch offset ``size // 2``; for
+  sigma = 2 that is the 13x13 square |u - x| <= 6, |v - y| <= 6. Rows with ``draw == False`` stay zero.
+  """
+  tmp = 3.0 * sigma
+  size = jnp.ceil(2 * tmp + 1)
+  offset = jnp.floor((2 * tmp + 1) / 2)
+  upper_left = jnp.trunc(centers - tmp)
+  bottom_right = jnp.trunc(centers + tmp + 1)
+
+  def axis_profile(length, c):  # (length, K) 1-D factor along one axis
+    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    rel = pos - upper_left[:, c]
+    inside = (pos >= upper_left[:, c]) & (pos < bottom_right[:, c]) & (rel < size)
+    return jnp.where(inside, jnp.exp(-((rel - offset) ** 2) / (2 * sigma**2)), 0.0)
+
+  gx = axis_profile(width, 0)
+  gy = axis_profile(height, 1)
+  # exp(a + b) = exp(a) exp(b): the separable product equals the reference's 2-D exp up to rounding.
+  return gy[:, None, :] * gx[None, :, :] * draw.astype(jnp.float32)
+
+
+def gaussian_targets(keypoints, visible, image_size=256, heatmap_size=64, sigma=2.0):
+  """Reference ``generate_target``: heatmaps (H, W, K) and weights (K,) for one sample.
+
+  mu = int(x / stride + 0.5) with Python's truncation toward zero, so keypoints up to ~1.5 heatmap
+  pixels left of / above the grid still land in column / row 0 with weight 1. A centre outside the
+  grid gives weight 0; otherwise the weight is ``visible`` and the map is drawn only if visible > 0.5.
+  """
+  stride = jnp.asarray(image_size, jnp.float32) / heatmap_size
+  centers = jnp.trunc(keypoints.astype(jnp.float32) / stride + 0.5)
+  in_grid = jnp.all((centers >= 0) & (centers < heatmap_size), axis=-1)
+  weights = jnp.where(in_grid, visible.astype(jnp.float32), 0.0)
+  heatmaps = _window_gaussians(centers, in_grid & (visible > 0.5), heatmap_size, heatmap_size, sigma)
+  return heatmaps, weights
+
+
+def argmax_2d(heatmaps):
+  """Integer argmax of each map: (xy (..., K, 2) float32, maxvals (..., K)); (0, 0) where max <= 0."""
+  *batch, height, width, k = heatmaps.shape
+  flat = jnp.moveaxis(heatmaps, -1, -3).reshape(*batch, k, height * width)
+  index = jnp.argmax(flat, axis=-1)
+  maxvals = jnp.max(flat, axis=-1)
+  xy = jnp.stack([index % width, index // width], axis=-1).astype(jnp.float32)
+  return xy * (maxvals > 0)[..., None], maxvals
+
+
+def pseudo_labels(heatmaps, sigma=2.0, fast=False):
+  """RegDA's ground-truth / ground-false generator on (..., H, W, K) predictions.
+
+  ground truth: the reference window Gaussian (peak 1) at each map's hard argmax, (0, 0) where the
+  maximum is <= 0 (``PseudoLabelGenerator2d``). ``fast=True`` is ``FastPseudoLabelGenerator2d``: the
+  full-grid Gaussian at the raw argmax, values <= 0.01 zeroed (a disc) and no max <= 0 rule.
+  ground false for keypoint k: clip(sum of the other keypoints' ground truths, 0, 1).
+  Inputs are treated as constants (the reference detaches them).
+  """
+  heatmaps = jax.lax.stop_gradient(heatmaps)
+  *batch, height, width, k = heatmaps.shape
+  if fast:
+    flat = jnp.moveaxis(heatmaps, -1, -3).reshape(*batch, k, height * width)
+    index = jnp.argmax(flat, axis=-1)
+    centers = jnp.stack([index % width, index // width], axis=-1).astype(jnp.float32)
+    u = jnp.arange(width, dtype=jnp.float32)
+    v = jnp.arange(height, dtype=jnp.float32)
+    d2 = ((u[None, :, None] - centers[..., None, None, :, 0]) ** 2
+          + (v[:, None, None] - centers[..., None, None, :, 1]) ** 2)
+    g = jnp.exp(-d2 / (2 * sigma**2))
+    ground_truth = jnp.where(g > 1e-2, g, 0.0)
+  else:
+    centers, _ = argmax_2d(heatmaps)
+    draw = jnp.ones(centers.shape[:-1], bool)
+    render = lambda c, d: _window_gaussians(c, d, height, width, sigma)
+    for _ in batch:
+      render = jax.vmap(render)
+    ground_truth = render(centers, draw)
+  total = jnp.sum(ground_truth, axis=-1, keepdims=True)
+  ground_false = jnp.clip(total - ground_truth, 0.0, 1.0)
+  return ground_truth, ground_false

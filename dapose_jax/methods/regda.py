@@ -1,0 +1,199 @@
+"""Regressive Domain Adaptation (Jiang et al., CVPR 2021) as tllib's ``regda.py`` trains it.
+
+Stage 1 is source pre-training (``pretrain_config``: the source-only step with KL, SGD and a 0.1x
+backbone learning rate, checkpoint selected on the source test split). Stage 2 runs, per iteration and
+inside one jitted step, the reference's three updates with three SGD states:
+  A  all parameters on KL(y_s, label_s) + margin * KL_eps(y_s_adv, GT(y_s)), source batch;
+  B  the adversarial head only on KL_eps(y_t_adv, GF(y_t)), target batch;
+  C  backbone + upsampling only on KL_eps(y_t_adv, GT(y_t)), fresh target forward.
+The adversarial head sees the features through the warm-start gradient layer (gradient x +lambda).
+BatchNorm runs in train mode in all three forwards; its statistics update after each.
+"""
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+import orbax.checkpoint as ocp
+
+from dapose_jax import keypoints, losses, metrics
+from dapose_jax.methods import common
+
+FEATURES = ("backbone", "upsampling")
+
+# Which pseudo label and sign steps B (adversarial head f') and C (features psi) use, seed paper Table 2.
+OBJECTIVES = {
+    "regda": (("ground_false", 1.0), ("ground_truth", 1.0)),  # f' min L_F, psi min L_T
+    "dd": (("ground_truth", -1.0), ("ground_truth", 1.0)),  # f' max L_T, psi min L_T
+    "ground_false_minimax": (("ground_false", 1.0), ("ground_false", -1.0)),  # f' min L_F, psi max L_F
+}
+
+
+@flax.struct.dataclass
+class State:
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_features: optax.OptState
+  opt_head: optax.OptState
+  opt_head_adv: optax.OptState
+
+
+def warm_start_coefficient(step, lo=0.0, hi=0.1, alpha=1.0, max_iters=1000.0):
+  """tllib WarmStartGradientLayer: 2(hi - lo) / (1 + exp(-alpha i / N)) - (hi - lo) + lo."""
+  step = jnp.asarray(step, jnp.float32)
+  return 2.0 * (hi - lo) / (1.0 + jnp.exp(-alpha * step / max_iters)) - (hi - lo) + lo
+
+
+def _schedules(config):
+  c = config.regda
+  return (common.inverse_decay(c.lr * c.features_lr_factor, c.lr_gamma, c.lr_decay),
+          common.inverse_decay(c.lr, c.lr_gamma, c.lr_decay))
+
+
+def _optimizers(config):
+  c = config.regda
+  features, heads = _schedules(config)
+  sgd = lambda schedule: common.optimizer("sgd", schedule, c.momentum, c.nesterov, c.weight_decay)
+  return sgd(features), sgd(heads), sgd(heads)
+
+
+def _features(params):
+  return {k: params[k] for k in FEATURES}
+
+
+def init(config, rng):
+  model = common.build_model(config, head="regda")
+  variables = common.init_variables(model, config, rng, adv_grad_scale=0.0)
+  params = variables["params"]
+  opt_f, opt_h, opt_h_adv = _optimizers(config)
+  return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
+               opt_features=opt_f.init(_features(params)), opt_head=opt_h.init(params["head"]),
+               opt_head_adv=opt_h_adv.init(params["head_adv"]))
+
+
+def pretrain_config(config):
+  """Stage-1 config (source-only with RegDA's pre-training recipe), or None if a checkpoint is given."""
+  if config.regda.pretrained:
+    return None
+  c = config.copy_and_resolve_references()
+  c.method = "source_only"
+  c.epochs = config.regda.pretrain_epochs
+  c.select_on = "source"  # the reference keeps the best SOURCE-test checkpoint of stage 1
+  c.source_only.update(config.regda.pretrain.to_dict())
+  return c
+
+
+def load_pretrained(config, state):
+  """Copies backbone and upsampling (params and BN statistics) from the stage-1 checkpoint folder
+  ``config.regda.pretrained`` (the ``best`` folder of a source-only run); no-op when it is empty.
+
+  Both heads keep their fresh N(0, 0.001^2) initialisation: the reference's key filtering drops the
+  single-conv stage-1 head because its names do not match the two-layer RegDA heads.
+  """
+  directory = config.regda.pretrained
+  if not directory:
+    return state
+  with ocp.CheckpointManager(directory) as mngr:
+    if mngr.latest_step() is None:
+      raise FileNotFoundError(f"no stage-1 checkpoint in {directory}; give config.regda.pretrained as the "
+                              "'best' folder of a finished source-only run, or leave it empty to pre-train")
+    restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  stage1 = restored.state
+  params = {**state.params, **{k: stage1["params"][k] for k in FEATURES}}
+  batch_stats = {**state.batch_stats, **{k: stage1["batch_stats"][k] for k in FEATURES}}
+  params, batch_stats = jax.tree.map(jnp.asarray, (params, batch_stats))
+  jax.tree.map(_check_shape, (params, batch_stats), (state.params, state.batch_stats))
+  return state.replace(params=params, batch_stats=batch_stats)
+
+
+def _check_shape(loaded, expected):
+  if loaded.shape != expected.shape:
+    raise ValueError(f"stage-1 checkpoint has a parameter of shape {loaded.shape}, expected {expected.shape}: "
+                     "was it trained with the same config.model?")
+
+
+def _forward(config, params, batch_stats, images, lam):
+  out, updates = common.build_model(config, head="regda").apply(
+      {"params": params, "batch_stats": batch_stats}, images, train=True, adv_grad_scale=lam,
+      mutable=["batch_stats"])
+  return out, updates["batch_stats"]
+
+
+def _apply(optimizer, grads, opt_state, params):
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def step_a(config, state, lam, images, label, weight):
+  """Update A: all parameters on source KL + margin * trade_off * KL_eps(adversarial, GT(main))."""
+  c = config.regda
+  opt_f, opt_h, opt_h_adv = _optimizers(config)
+
+  def loss_fn(params):
+    out, batch_stats = _forward(config, params, state.batch_stats, images, lam)
+    ground_truth, _ = keypoints.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
+    loss = (losses.heatmap_kl(out["heatmaps"], label, weight)
+            + c.margin * c.trade_off * losses.heatmap_kl(out["heatmaps_adv"], ground_truth, weight, c.epsilon))
+    return loss, (batch_stats, out["heatmaps"])
+
+  (loss, (batch_stats, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  features, opt_features = _apply(opt_f, _features(grads), state.opt_features, _features(state.params))
+  head, opt_head = _apply(opt_h, grads["head"], state.opt_head, state.params["head"])
+  head_adv, opt_head_adv = _apply(opt_h_adv, grads["head_adv"], state.opt_head_adv, state.params["head_adv"])
+  state = state.replace(params={**features, "head": head, "head_adv": head_adv}, batch_stats=batch_stats,
+                        opt_features=opt_features, opt_head=opt_head, opt_head_adv=opt_head_adv)
+  return state, loss, pred
+
+
+def _target_loss(config, params, batch_stats, lam, images, weight, objective):
+  label_name, sign = objective
+  c = config.regda
+  out, batch_stats = _forward(config, params, batch_stats, images, lam)
+  ground_truth, ground_false = keypoints.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
+  label = ground_truth if label_name == "ground_truth" else ground_false
+  return sign * c.trade_off * losses.heatmap_kl(out["heatmaps_adv"], label, weight, c.epsilon), batch_stats
+
+
+def step_b(config, state, lam, images, weight):
+  """Update B: the adversarial head only, on the target batch (RegDA: KL_eps(adversarial, GF(main)))."""
+  objective = OBJECTIVES[config.regda.objective][0]
+  loss_fn = lambda head_adv: _target_loss(config, {**state.params, "head_adv": head_adv}, state.batch_stats,
+                                          lam, images, weight, objective)
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["head_adv"])
+  head_adv, opt_head_adv = _apply(_optimizers(config)[2], grads, state.opt_head_adv, state.params["head_adv"])
+  return state.replace(params={**state.params, "head_adv": head_adv}, batch_stats=batch_stats,
+                       opt_head_adv=opt_head_adv), loss
+
+
+def step_c(config, state, lam, images, weight):
+  """Update C: backbone + upsampling only, fresh target forward (RegDA: KL_eps(adversarial, GT(main)));
+  the features receive lam times the gradient through the warm-start layer."""
+  objective = OBJECTIVES[config.regda.objective][1]
+  loss_fn = lambda features: _target_loss(config, {**state.params, **features}, state.batch_stats, lam,
+                                          images, weight, objective)
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(_features(state.params))
+  features, opt_features = _apply(_optimizers(config)[0], grads, state.opt_features, _features(state.params))
+  return state.replace(params={**state.params, **features}, batch_stats=batch_stats,
+                       opt_features=opt_features), loss
+
+
+def train_step(config, state, source, target):
+  lam = warm_start_coefficient(state.step)
+  label_s, w_s = common.heatmap_targets(config, source)
+  _, w_t = common.heatmap_targets(config, target)  # the reference weights target terms by visibility
+  x_t = common.normalize(target["image"])
+  state, loss_s, y_s = step_a(config, state, lam, common.normalize(source["image"]), label_s, w_s)
+  state, loss_b = step_b(config, state, lam, x_t, w_t)
+  state, loss_c = step_c(config, state, lam, x_t, w_t)
+  features_lr, heads_lr = _schedules(config)
+  metrics_ = {"loss": loss_s, "loss_adversarial_head": loss_b, "loss_features": loss_c,
+              "warm_start_lambda": lam, "lr_features": features_lr(state.step), "lr_heads": heads_lr(state.step),
+              "source_pck": metrics.pck(y_s, label_s)[1]}
+  return state.replace(step=state.step + 1), metrics_
+
+
+def eval_heatmaps(config, state, images):
+  """The main head, as the reference evaluates."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return common.predict(common.build_model(config, head="regda"), variables, images)

@@ -1,0 +1,66 @@
+"""Source-only training of the SimpleBaseline on labelled source data; the target is only evaluated.
+
+Defaults are tllib ``erm.py`` (MSE, Adam 1e-3 on all parameters, step decay); RegDA's stage 1 uses the
+same step with KL, SGD and a 0.1x backbone learning rate (config.source_only.*).
+"""
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from dapose_jax import metrics
+from dapose_jax.methods import common
+
+
+@flax.struct.dataclass
+class State:
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+
+
+def _schedule(config, factor=1.0):
+  c = config.source_only
+  return common.epoch_step_decay(c.lr * factor, c.lr_milestones, config.iters_per_epoch, c.lr_factor)
+
+
+def _optimizer(config):
+  c = config.source_only
+  make = lambda factor: common.optimizer(c.optimizer, _schedule(config, factor), c.momentum, c.nesterov,
+                                         c.weight_decay)
+  labels = lambda params: {k: "backbone" if k == "backbone" else "rest" for k in params}
+  return optax.partition({"backbone": make(c.backbone_lr_factor), "rest": make(1.0)}, labels)
+
+
+def init(config, rng):
+  variables = common.init_variables(common.build_model(config), config, rng)
+  params = variables["params"]
+  return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
+               opt_state=_optimizer(config).init(params))
+
+
+def train_step(config, state, source, target):
+  del target
+  model = common.build_model(config)
+  criterion = common.heatmap_loss(config.source_only.loss)
+  images = common.normalize(source["image"])
+  heatmaps, weights = common.heatmap_targets(config, source)
+
+  def loss_fn(params):
+    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+                               train=True, mutable=["batch_stats"])
+    return criterion(out["heatmaps"], heatmaps, weights), (updates["batch_stats"], out["heatmaps"])
+
+  (loss, (batch_stats, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+  return new_state, {"loss": loss, "lr": _schedule(config)(state.step),
+                     "source_pck": metrics.pck(pred, heatmaps)[1]}
+
+
+def eval_heatmaps(config, state, images):
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return common.predict(common.build_model(config), variables, images)

@@ -1,0 +1,37 @@
+"""Device mesh, shardings and host-batch -> global-array conversion (data parallel, multi-host ready)."""
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+
+def make_mesh():
+  """A 1-D ('data',) mesh over every device of every process."""
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+
+
+def data_sharding(mesh):
+  return NamedSharding(mesh, P("data"))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def local_batch_size(global_batch_size):
+  """This process's share of a global batch; it must split evenly over processes and devices."""
+  if global_batch_size % jax.device_count():
+    raise ValueError(
+        f"batch size {global_batch_size} is not divisible by the {jax.device_count()} devices; "
+        "choose a multiple of the device count")
+  return global_batch_size // jax.process_count()
+
+
+def to_global(batch, mesh):
+  """Host-local numpy batch (leading axis = local batch) -> global jax.Array sharded over 'data'."""
+  sharding = data_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def replicate(tree, mesh):
+  return jax.device_put(tree, replicated(mesh))

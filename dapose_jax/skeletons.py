@@ -1,0 +1,96 @@
+"""Keypoint sets: names, evaluation groups, horizontal-flip pairs and skeleton edges, in one place.
+
+Index orders and groups follow the reference datasets (tllib ``Body16KeypointDataset`` and
+``Hand21KeypointDataset``); see ``reference/datasets.md`` section 1.2.
+"""
+
+import dataclasses
+
+
+# eq=False keeps the sets hashable (by identity) although ``groups`` is a dict, so that they can be
+# passed as static arguments.
+@dataclasses.dataclass(frozen=True, eq=False)
+class KeypointSet:
+  """A named keypoint layout.
+
+  groups: ordered evaluation groups (name -> keypoint indices), ``'all'`` last; PCK tables report
+    one column per group.
+  flip_pairs: index pairs that swap under a horizontal flip.
+  edges: skeleton edges for drawing.
+  """
+
+  name: str
+  names: tuple[str, ...]
+  groups: dict[str, tuple[int, ...]]
+  flip_pairs: tuple[tuple[int, int], ...]
+  edges: tuple[tuple[int, int], ...]
+
+  def __post_init__(self):
+    k = len(self.names)
+    indices = [i for g in self.groups.values() for i in g]
+    indices += [i for pair in self.flip_pairs + self.edges for i in pair]
+    if any(not 0 <= i < k for i in indices):
+      raise ValueError(f"{self.name}: an index is outside 0..{k - 1}")
+    if "all" not in self.groups:
+      raise ValueError(f"{self.name}: groups need an 'all' entry")
+
+  @property
+  def num_keypoints(self) -> int:
+    return len(self.names)
+
+  def flip_permutation(self) -> tuple[int, ...]:
+    """Index map p with flipped[i] = original[p[i]]."""
+    perm = list(range(self.num_keypoints))
+    for a, b in self.flip_pairs:
+      perm[a], perm[b] = b, a
+    return tuple(perm)
+
+
+BODY16 = KeypointSet(
+    name="body16",
+    names=("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+           "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow",
+           "l_wrist"),
+    groups={
+        "head": (9,),
+        "shoulder": (12, 13),
+        "elbow": (11, 14),
+        "wrist": (10, 15),
+        "hip": (2, 3),
+        "knee": (1, 4),
+        "ankle": (0, 5),
+        # The reference average leaves out head, neck, pelvis and thorax.
+        "all": (12, 13, 11, 14, 10, 15, 2, 3, 1, 4, 0, 5),
+    },
+    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    edges=((0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+           (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15)),
+)
+
+_FINGERS = ("thumb", "index", "middle", "ring", "little")
+_FINGER_JOINTS = ("mcp", "pip", "dip", "tip")
+
+HAND21 = KeypointSet(
+    name="hand21",
+    names=("wrist",) + tuple(f"{f}_{j}" for f in _FINGERS for j in _FINGER_JOINTS),
+    groups={
+        "MCP": (1, 5, 9, 13, 17),
+        "PIP": (2, 6, 10, 14, 18),
+        "DIP": (3, 7, 11, 15, 19),
+        "fingertip": (4, 8, 12, 16, 20),
+        "all": tuple(range(21)),
+    },
+    flip_pairs=(),  # a single hand has no left/right pairs
+    edges=tuple(e for base in range(1, 21, 4)
+                for e in ((0, base), (base, base + 1), (base + 1, base + 2), (base + 2, base + 3))),
+)
+
+KEYPOINT_SETS: dict[str, KeypointSet] = {s.name: s for s in (BODY16, HAND21)}
+
+
+def get(name: str) -> KeypointSet:
+  """The keypoint set called ``name`` (case-insensitive)."""
+  try:
+    return KEYPOINT_SETS[name.lower()]
+  except KeyError:
+    raise KeyError(f"unknown keypoint set {name!r}; known: {sorted(KEYPOINT_SETS)}") from None

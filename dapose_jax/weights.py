@@ -1,0 +1,100 @@
+"""Import torchvision ResNet weights (ImageNet checkpoints) into `dapose_jax.models.resnet`.
+
+Key mapping (torchvision -> Flax, relative to the backbone module):
+  `conv1.weight` (O, I, kh, kw)        -> params `conv1/kernel` (kh, kw, I, O)
+  `bn1.weight`, `bn1.bias`             -> params `bn1/scale`, `bn1/bias`
+  `bn1.running_mean`, `.running_var`   -> batch_stats `bn1/mean`, `bn1/var`
+  `layer2.0.downsample.0` / `.1`       -> `layer2_0/downsample_conv` / `downsample_bn`
+`num_batches_tracked` and `fc.*` are ignored.
+"""
+
+import os
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_IGNORED_SUFFIXES = (".num_batches_tracked",)
+_IGNORED_PREFIXES = ("fc.",)
+_FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias",
+                       "mean": "running_mean", "var": "running_var"}
+_FLAX_TO_TORCH_MODULE = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
+
+
+def torch_key(flax_path) -> str:
+  """torchvision state-dict key of a Flax leaf path such as ("layer1_0", "bn1", "mean")."""
+  *modules, leaf = flax_path
+  parts = [_FLAX_TO_TORCH_MODULE.get(m, m.replace("_", ".")) for m in modules]
+  return ".".join(parts + [_FLAX_TO_TORCH_LEAF[leaf]])
+
+
+def _to_flax(name, value, target_shape):
+  value = np.asarray(value)
+  if value.ndim == 4:  # conv (O, I, kh, kw) -> (kh, kw, I, O)
+    value = value.transpose(2, 3, 1, 0)
+  if value.shape != tuple(target_shape):
+    return None, (f"{name}: checkpoint shape {value.shape} (after transpose) "
+                  f"!= model shape {tuple(target_shape)}")
+  return value, None
+
+
+def load_torchvision_resnet(params, batch_stats, state_dict: Mapping[str, np.ndarray],
+                            module: Optional[str] = "backbone"):
+  """New (params, batch_stats) with the ResNet at top-level `module` taken from `state_dict`.
+
+  `state_dict` maps torchvision names to arrays (see `read_state_dict`). Use
+  module=None when `params` / `batch_stats` are those of a bare ResNet. Raises
+  ValueError listing every missing key, unexpected key and shape mismatch.
+  """
+  sub_params = params[module] if module else params
+  sub_stats = batch_stats[module] if module else batch_stats
+  used, problems = set(), []
+
+  def convert(path, leaf):
+    name = torch_key(tuple(p.key for p in path))
+    if name not in state_dict:
+      problems.append(f"missing key {name}")
+      return leaf
+    used.add(name)
+    value, error = _to_flax(name, state_dict[name], leaf.shape)
+    if error:
+      problems.append(error)
+      return leaf
+    return jnp.asarray(value, leaf.dtype)
+
+  new_params = jax.tree_util.tree_map_with_path(convert, sub_params)
+  new_stats = jax.tree_util.tree_map_with_path(convert, sub_stats)
+  unexpected = sorted(k for k in state_dict if k not in used
+                      and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(_IGNORED_PREFIXES))
+  problems += [f"unexpected key {k}" for k in unexpected]
+  if problems:
+    raise ValueError("torchvision state dict does not match the model:\n  " + "\n  ".join(problems))
+  if module:
+    return {**params, module: new_params}, {**batch_stats, module: new_stats}
+  return new_params, new_stats
+
+
+def read_state_dict(path) -> dict[str, np.ndarray]:
+  """Read a state dict from `.npz`, `.safetensors` (needs safetensors) or `.pth`/`.pt` (needs torch)."""
+  path = os.fspath(path)
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".npz":
+    with np.load(path) as data:
+      return {k: data[k] for k in data.files}
+  if ext == ".safetensors":
+    try:
+      from safetensors.numpy import load_file
+    except ImportError as e:
+      raise ImportError(f"reading {path} needs the safetensors package: pip install safetensors") from e
+    return load_file(path)
+  if ext in (".pth", ".pt"):
+    try:
+      import torch
+    except ImportError as e:
+      raise ImportError(f"reading {path} needs PyTorch; install torch, or convert the checkpoint to "
+                        ".npz or .safetensors on a machine that has it") from e
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
+  raise ValueError(f"unsupported checkpoint format {ext!r} ({path}); "
+                   "expected .npz, .safetensors, .pth or .pt")

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+
+def parse_config(argv):
+  flag_values = flags.FlagValues()
+  argv = ["prog", *argv]
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def test_config_overrides_reach_nested_keys_and_variants():
+  config = parse_config(["--config=configs/demo.py:smoke", "--config.seed=7",
+                         "--config.model.backbone=resnet34", "--config.source_only.lr=0.01"])
+  assert config.seed == 7 and config.model.backbone == "resnet34" and config.source_only.lr == 0.01
+  assert config.image_size == 64  # the smoke variant
+
+
+def test_unknown_config_key_is_named_in_the_error():
+  with pytest.raises((flags.Error, KeyError), match="modle"):
+    parse_config(["--config=configs/demo.py", "--config.modle.backbone=resnet50"])
+
+
+def test_unknown_method_names_the_choices():
+  from dapose_jax import methods
+  with pytest.raises(ValueError, match="source_only"):
+    methods.get("regdaa")
+
+
+def test_command_line_rejects_bad_key_before_training(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "dapose_jax.main", "--config=configs/demo.py:smoke",
+       f"--workdir={tmp_path}", "--config.no_such_key=1"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "no_such_key" in proc.stderr
+  assert not (tmp_path / "config.json").exists()

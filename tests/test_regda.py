@@ -1,0 +1,123 @@
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dapose_jax import train
+from dapose_jax.methods import common, regda
+from tests.test_parallel import random_batch
+from tests.test_train import tiny_config
+
+
+@pytest.mark.parametrize("step, expected", [(0, 0.0), (1, 5e-5), (100, 0.004996), (1000, 0.046212),
+                                            (5000, 0.098661), (15000, 0.1)])
+def test_warm_start_coefficient_reference_values(step, expected):
+  assert float(regda.warm_start_coefficient(step)) == pytest.approx(expected, abs=1e-6)
+
+
+def regda_config():
+  c = tiny_config()
+  c.method = "regda"
+  return c
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = regda_config()
+  state = jax.jit(functools.partial(regda.init, config))(jax.random.key(0))
+  source = jax.tree.map(jnp.asarray, random_batch(config, 4, 1))
+  target = jax.tree.map(jnp.asarray, random_batch(config, 4, 2))
+  return config, state, source, target
+
+
+def changed_groups(before, after):
+  diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), before.params, after.params)
+  return {group for group, tree in diff.items() if max(jax.tree.leaves(tree)) > 0}
+
+
+def test_each_update_changes_only_its_parameter_groups(setup):
+  config, state, source, target = setup
+  lam = regda.warm_start_coefficient(500)
+  label, w_s = common.heatmap_targets(config, source)
+  _, w_t = common.heatmap_targets(config, target)
+  x_s, x_t = common.normalize(source["image"]), common.normalize(target["image"])
+  after_a, loss_a, _ = jax.jit(functools.partial(regda.step_a, config))(state, lam, x_s, label, w_s)
+  after_b, loss_b = jax.jit(functools.partial(regda.step_b, config))(state, lam, x_t, w_t)
+  after_c, loss_c = jax.jit(functools.partial(regda.step_c, config))(state, lam, x_t, w_t)
+  assert changed_groups(state, after_a) == {"backbone", "upsampling", "head", "head_adv"}
+  assert changed_groups(state, after_b) == {"head_adv"}
+  assert changed_groups(state, after_c) == {"backbone", "upsampling"}
+  assert all(np.isfinite(float(l)) and float(l) > 0 for l in (loss_a, loss_b, loss_c))
+
+
+def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_positive_sign(setup):
+  config, state, source, _ = setup
+  model = common.build_model(config, head="regda")
+  images = common.normalize(source["image"])
+  probe = jax.random.normal(jax.random.key(3), (4, config.heatmap_size, config.heatmap_size, 16))
+
+  def backbone_grad(scale):
+    def f(backbone):
+      params = {**state.params, "backbone": backbone}
+      out = model.apply({"params": params, "batch_stats": state.batch_stats}, images, train=False,
+                        adv_grad_scale=scale)
+      return jnp.sum(out["heatmaps_adv"] * probe)
+    return jax.grad(f)(state.params["backbone"])
+
+  plain = backbone_grad(1.0)
+  lam = 0.046212
+  scaled = backbone_grad(lam)
+  for a, b in zip(jax.tree.leaves(scaled), jax.tree.leaves(plain)):
+    np.testing.assert_allclose(np.asarray(a), lam * np.asarray(b), rtol=1e-4, atol=1e-12)
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain)) > 0
+
+
+def test_objectives_select_label_and_sign_of_steps_b_and_c(setup):
+  config, state, _, target = setup
+  x_t = common.normalize(target["image"])
+  _, w_t = common.heatmap_targets(config, target)
+  losses = {}
+  for objective in regda.OBJECTIVES:
+    c = regda_config()
+    c.regda.objective = objective
+    _, loss_b = regda.step_b(c, state, 0.01, x_t, w_t)
+    _, loss_c = regda.step_c(c, state, 0.01, x_t, w_t)
+    losses[objective] = (float(loss_b), float(loss_c))
+  l_f, l_t = losses["regda"]  # (L_F, L_T) at the same state
+  assert losses["dd"] == pytest.approx((-l_t, l_t), rel=1e-5)
+  assert losses["ground_false_minimax"] == pytest.approx((l_f, -l_f), rel=1e-5)
+  assert l_f != pytest.approx(l_t)
+
+
+def test_regda_runs_stage_one_then_loads_only_backbone_and_upsampling(tmp_path):
+  import orbax.checkpoint as ocp
+
+  config = regda_config()
+  config.regda.pretrain_epochs = 1
+  config.epochs = 1
+  state, results = train.run(config, tmp_path)
+  assert json.loads((tmp_path / "pretrain" / "config.json").read_text())["select_on"] == "source"
+  assert json.loads((tmp_path / "config.json").read_text())["regda"]["pretrained"] == str(tmp_path / "pretrain" / "best")
+  assert int(state.step) == config.epochs * config.iters_per_epoch and results["method"] == "regda"
+
+  config.regda.pretrained = str(tmp_path / "pretrain" / "best")
+  fresh = jax.jit(functools.partial(regda.init, config))(jax.random.key(config.seed))
+  loaded = regda.load_pretrained(config, fresh)
+  with ocp.CheckpointManager(config.regda.pretrained) as mngr:
+    stage1 = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+  for group in regda.FEATURES:
+    jax.tree.map(np.testing.assert_array_equal, loaded.params[group], stage1["params"][group])
+    jax.tree.map(np.testing.assert_array_equal, loaded.batch_stats[group], stage1["batch_stats"][group])
+  for head in ("head", "head_adv"):  # both heads start from their fresh initialisation
+    jax.tree.map(np.testing.assert_array_equal, loaded.params[head], fresh.params[head])
+
+
+def test_missing_stage_one_checkpoint_is_reported(tmp_path, setup):
+  config, state, _, _ = setup
+  config = regda_config()
+  config.regda.pretrained = str(tmp_path / "nothing")
+  with pytest.raises(FileNotFoundError, match="stage-1"):
+    regda.load_pretrained(config, state)

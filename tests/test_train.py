@@ -1,0 +1,96 @@
+import json
+import shutil
+import types
+
+import jax
+import numpy as np
+import pytest
+
+import configs.demo
+from dapose_jax import methods, skeletons, train
+
+
+def tiny_config(**overrides):
+  c = configs.demo.get_config("smoke")
+  c.image_size = 32
+  c.heatmap_size = 8
+  c.model.upsampling_features = 16
+  for domain in (c.source, c.target):
+    domain.render_size = 48
+    domain.test_size = 12
+  c.batch_size = 4
+  c.eval_batch_size = 8
+  c.epochs = 2
+  c.iters_per_epoch = 3
+  c.log_every = 1
+  c.eval_every = c.checkpoint_every = 3
+  for key, value in overrides.items():
+    c[key] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  state, results = train.train_and_evaluate(tiny_config(), workdir)
+  return workdir, jax.device_get(state), results
+
+
+def test_run_writes_config_metrics_tensorboard_checkpoints_and_results(finished_run):
+  workdir, _, results = finished_run
+  assert json.loads((workdir / "config.json").read_text())["method"] == "source_only"
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  train_steps = [r["step"] for r in records if r["kind"] == "train"]
+  assert train_steps == list(range(1, 7))
+  assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records if r["kind"] == "train")
+  evals = [r for r in records if r["kind"] == "eval"]
+  assert [r["step"] for r in evals] == [3, 6]
+  assert any((workdir / "tensorboard").iterdir())
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["3", "6"]
+  on_disk = json.loads((workdir / "results.json").read_text())
+  assert on_disk == json.loads(json.dumps(results))
+  groups = set(skeletons.BODY16.groups)
+  for split in ("target", "source"):
+    assert set(on_disk["final"][split]) == groups
+    # tllib aggregation averages a batch's -1 ("nothing counted") into its groups, hence >= -100
+    assert all(-100.0 <= v <= 100.0 for v in on_disk["final"][split].values())
+  assert on_disk["final"]["step"] == 6
+  assert on_disk["best"]["target"]["all"] == max(e["target"]["all"] for e in evals)
+
+
+def test_resumed_run_continues_exactly_where_it_stopped(finished_run, tmp_path):
+  workdir, final_state, results = finished_run
+  resumed_dir = tmp_path / "resumed"
+  shutil.copytree(workdir, resumed_dir)
+  shutil.rmtree(resumed_dir / "checkpoints" / "6")  # as if the run had been killed after step 3
+  state, resumed_results = train.train_and_evaluate(tiny_config(), resumed_dir)
+  np.testing.assert_array_equal(int(state.step), 6)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
+  assert resumed_results["final"] == results["final"]
+  steps = [json.loads(l)["step"] for l in (resumed_dir / "metrics.jsonl").read_text().splitlines()
+           if json.loads(l)["kind"] == "train"]
+  assert steps == list(range(1, 7))  # steps after the checkpoint were dropped and logged once
+
+
+def test_workdir_with_a_different_config_is_refused(finished_run):
+  workdir, _, _ = finished_run
+  config = tiny_config()
+  config.source_only.lr = 0.5
+  with pytest.raises(ValueError, match="source_only.lr"):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  real = methods.get("source_only")
+
+  def poisoned_step(config, state, source, target):
+    state, values = real.train_step(config, state, source, target)
+    bad = state.step >= 5
+    params = jax.tree.map(lambda p: jax.numpy.where(bad, jax.numpy.nan, p), state.params)
+    return state.replace(params=params), {**values, "loss": jax.numpy.where(bad, jax.numpy.nan, values["loss"])}
+
+  fake = types.SimpleNamespace(init=real.init, eval_heatmaps=real.eval_heatmaps, train_step=poisoned_step)
+  monkeypatch.setattr(methods, "get", lambda name: fake)
+  with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*step 3"):
+    train.train_and_evaluate(tiny_config(), tmp_path)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
