@@ -3,6 +3,7 @@
 import logging
 import sys
 
+import cv2
 import jax
 from absl import app, flags
 from absl import logging as absl_logging
@@ -39,6 +40,7 @@ def main(argv):
   if FLAGS.multihost:
     jax.distributed.initialize()
   _log_progress_to_stderr()
+  cv2.setNumThreads(1)  # the input pipeline parallelises over samples; OpenCV's own threads only contend
   log.info("JAX devices: %d (%d local), process %d of %d", jax.device_count(), jax.local_device_count(),
                jax.process_index(), jax.process_count())
   train.run(FLAGS.config, FLAGS.workdir)

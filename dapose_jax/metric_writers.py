@@ -67,6 +67,11 @@ class Progress:
   def mark_first_step_done(self, step):
     self._t0, self._s0 = time.perf_counter(), step
 
+  def exclude(self, seconds):
+    """Leaves time spent outside training steps (evaluation) out of the rate."""
+    if self._t0 is not None:
+      self._t0 += seconds
+
   def report(self, step, loss):
     if self._t0 is None or step <= self._s0:
       log.info("step %d/%d  loss %.6g  (compiling)", step, self.total, loss)

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import pathlib
+import time
 
 import grain
 import jax
@@ -129,16 +130,16 @@ def run(config, workdir):
 def train_and_evaluate(config, workdir):
   """Trains config.method from config, resuming from the latest checkpoint in workdir if present."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
-  _check_workdir_config(config, workdir)
   method = methods.get(config.method)
+  source_test = sources.make_source(config.source, "test")
+  target_test = sources.make_source(config.target, "test")
+  _check_workdir_config(config, workdir)
   mesh = parallel.make_mesh()
   parallel.local_batch_size(config.batch_size)
   parallel.local_batch_size(config.eval_batch_size)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
 
-  source_test = sources.make_source(config.source, "test")
-  target_test = sources.make_source(config.target, "test")
   iterators = []
   for offset, data_config in enumerate((config.source, config.target)):
     iterators.append(pipeline.train_iterator(
@@ -187,6 +188,7 @@ def train_and_evaluate(config, workdir):
         values["steps_per_second"] = rate
       writer.write(step, "train", values)
     if step % config.eval_every == 0 or step == total_steps:
+      eval_start = time.perf_counter()
       result = {"target": evaluate(state, target_test, config.target),
                 "source": evaluate(state, source_test, config.source)}
       writer.write(step, "eval", result)
@@ -198,6 +200,7 @@ def train_and_evaluate(config, workdir):
       if progress["best"] is None or entry[selected]["all"] > progress["best"][selected]["all"]:
         progress["best"] = entry
         best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+      timer.exclude(time.perf_counter() - eval_start)
     if checkpoint_now:
       mngr.save(step, args=_checkpoint_args(state, source_iter, target_iter, progress, False))
 

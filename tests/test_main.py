@@ -39,3 +39,19 @@ def test_command_line_rejects_bad_key_before_training(tmp_path):
   assert proc.returncode != 0
   assert "no_such_key" in proc.stderr
   assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("task", ["surreal_lsp", "surreal_h36m", "rhd_h3d", "freihand_rhd"])
+@pytest.mark.parametrize("variant", ["", "regda"])
+def test_task_configs_need_real_data_and_stop_before_writing(task, variant, tmp_path):
+  import importlib
+
+  from dapose_jax import train
+  from dapose_jax.data.sources import MissingDatasetError
+
+  config = importlib.import_module(f"configs.{task}").get_config(variant)
+  assert config.model.backbone == "resnet101" and config.image_size == 256 and config.batch_size == 32
+  assert config.method == (variant or "source_only")
+  with pytest.raises(MissingDatasetError, match=config.source.name):
+    train.run(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
