@@ -5,11 +5,9 @@ import jax.numpy as jnp
 import optax
 
 from dapose_jax import keypoints, losses
-from dapose_jax.data import sources
+from dapose_jax.data import sources, transforms
 from dapose_jax.models import pose
 
-IMAGENET_MEAN = jnp.array([0.485, 0.456, 0.406], jnp.float32)
-IMAGENET_STD = jnp.array([0.229, 0.224, 0.225], jnp.float32)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -32,7 +30,7 @@ def init_variables(model, config, rng, **kwargs):
 
 def normalize(images):
   """uint8 RGB -> ImageNet-normalised float32, on the device."""
-  return (images.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+  return (images.astype(jnp.float32) / 255.0 - transforms.IMAGENET_MEAN) / transforms.IMAGENET_STD
 
 
 def heatmap_targets(config, batch):

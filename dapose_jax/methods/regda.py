@@ -179,7 +179,7 @@ def step_c(config, state, lam, images, weight):
 
 
 def train_step(config, state, source, target):
-  lam = warm_start_coefficient(state.step)
+  lam = warm_start_coefficient(state.step, max_iters=config.regda.warm_start_iters)
   label_s, w_s = common.heatmap_targets(config, source)
   _, w_t = common.heatmap_targets(config, target)  # the reference weights target terms by visibility
   x_t = common.normalize(target["image"])

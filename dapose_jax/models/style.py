@@ -2,8 +2,7 @@
 
 import jax.numpy as jnp
 
-IMAGENET_MEAN = jnp.array([0.485, 0.456, 0.406], jnp.float32)
-IMAGENET_STD = jnp.array([0.229, 0.224, 0.225], jnp.float32)
+from dapose_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _mean_std(features, eps):
