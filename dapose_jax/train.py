@@ -192,8 +192,7 @@ def train_and_evaluate(config, workdir):
       result = {"target": evaluate(state, target_test, config.target),
                 "source": evaluate(state, source_test, config.source)}
       writer.write(step, "eval", result)
-      log.info("step %d  target PCK %s  source PCK %s", step, _fmt(result["target"]),
-                   _fmt(result["source"]))
+      log.info("step %d  target PCK %s  source PCK %s", step, _fmt(result["target"]), _fmt(result["source"]))
       entry = {"step": step, **result}
       progress["history"].append(entry)
       selected = config.select_on
