@@ -17,8 +17,6 @@ from dapose_jax import config_base, config_tasks
 def get_config(variant=""):
   c = config_tasks.demo_config()
   c.target = config_base.domain("lsp", keypoint_set="body16", data_dir="~/tensorflow_datasets")
-  c.target.resize_pad = True
-  c.target.augment = config_base.augment(c.source.augment.rotation, resize_pad=True, enabled=False)
   if variant == "regda":
     c.method = "regda"
   elif variant:

@@ -10,7 +10,14 @@ def augment(rotation, resize_pad=False, enabled=True):
 
 
 def domain(name, **fields):
-  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform."""
+  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform.
+
+  LSP gets tllib's fixed transform: tllib's LSP ignores the transform argument and only resizes and
+  zero-pads to a square, also for target training.
+  """
+  if name == "lsp":
+    return ConfigDict(dict(name=name, resize_pad=True, augment=augment(30.0, resize_pad=True, enabled=False),
+                           **fields))
   return ConfigDict(dict(name=name, resize_pad=False, augment=augment(30.0), **fields))
 
 

@@ -9,10 +9,6 @@ def task_config(source, target, keypoint_set, rotation, variant, regda_epochs=30
   c.source = config_base.domain(source, keypoint_set=keypoint_set, data_dir="~/tensorflow_datasets")
   c.target = config_base.domain(target, keypoint_set=keypoint_set, data_dir="~/tensorflow_datasets")
   c.source.augment.rotation = c.target.augment.rotation = rotation
-  if target == "lsp":
-    # tllib's LSP ignores the transform argument: resize-and-pad only, also for target training
-    c.target.resize_pad = True
-    c.target.augment = config_base.augment(rotation, resize_pad=True, enabled=False)
   if variant == "regda":
     c.method = "regda"
     c.epochs = regda_epochs

@@ -34,7 +34,6 @@ class _LeedsSportsPose(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   LAYOUT: str
   CITATION: str
 
-
   def _info(self):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
