@@ -1,6 +1,7 @@
 """FreiHAND -> RHD with tllib's hyper-parameters (ResNet-101, 256 px, batch 32).
 
 `configs/freihand_rhd.py`: source-only ERM; `configs/freihand_rhd.py:regda`: RegDA (stage 1 + 30 epochs).
+`:mean_teacher` / `:daml`: UDAPE / DAML (40 stylised source-only epochs + 30 mean-teacher epochs).
 Needs the built data sets (README, "Datasets").
 """
 

@@ -1,6 +1,7 @@
 """SURREAL -> Human3.6M (regda.sh trains 10 adaptation epochs here) with tllib's hyper-parameters (ResNet-101, 256 px, batch 32).
 
 `configs/surreal_h36m.py`: source-only ERM; `configs/surreal_h36m.py:regda`: RegDA (stage 1 + 10 epochs).
+`:mean_teacher` / `:daml`: UDAPE / DAML (40 stylised source-only epochs + 30 mean-teacher epochs).
 Needs the built data sets (README, "Datasets").
 """
 

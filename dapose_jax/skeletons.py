@@ -85,7 +85,50 @@ HAND21 = KeypointSet(
                 for e in ((0, base), (base, base + 1), (base + 1, base + 2), (base + 2, base + 3))),
 )
 
-KEYPOINT_SETS: dict[str, KeypointSet] = {s.name: s for s in (BODY16, HAND21)}
+# UDAPE ``Animal18KeypointDataset`` (TigDog, SynAnimal horse/tiger; datasets.md 1.2). Names and their
+# order as the authors of the SynAnimal/TigDog setup list them (JitengMu/Learning-from-Synthetic-Animals
+# README: left eye, right eye, chin, then each pair left first, hip at 7). UDAPE's drawing labels call the
+# first leg of each pair "right"; flipping and evaluation are unaffected.
+ANIMAL18 = KeypointSet(
+    name="animal18",
+    names=("l_eye", "r_eye", "chin", "l_front_hoof", "r_front_hoof", "l_back_hoof", "r_back_hoof", "hip",
+           "l_front_knee", "r_front_knee", "l_back_knee", "r_back_knee", "l_shoulder", "r_shoulder",
+           "l_front_elbow", "r_front_elbow", "l_back_elbow", "r_back_elbow"),
+    groups={
+        "eye": (0, 1),
+        "chin": (2,),
+        "hoof": (3, 4, 5, 6),
+        "hip": (7,),
+        "knee": (8, 9, 10, 11),
+        "shoulder": (12, 13),
+        "elbow": (14, 15, 16, 17),
+        "all": tuple(range(18)),
+    },
+    flip_pairs=((0, 1), (3, 4), (5, 6), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17)),
+    edges=((3, 8), (8, 14), (4, 9), (9, 15), (5, 10), (10, 16), (6, 11), (11, 17),
+           (13, 7), (12, 7), (1, 2), (0, 2)),
+)
+
+# UDAPE ``Animal14KeypointDataset`` (AnimalPose, SynAnimal hound/sheep): AnimalPose's eyes, paws, knees and
+# elbows, each pair left first as in the AnimalPose file (UDAPE's drawing labels call the first leg
+# "right" here too).
+ANIMAL14 = KeypointSet(
+    name="animal14",
+    names=("l_eye", "r_eye", "l_front_hoof", "r_front_hoof", "l_back_hoof", "r_back_hoof",
+           "l_front_knee", "r_front_knee", "l_back_knee", "r_back_knee",
+           "l_front_elbow", "r_front_elbow", "l_back_elbow", "r_back_elbow"),
+    groups={
+        "eye": (0, 1),
+        "hoof": (2, 3, 4, 5),
+        "knee": (6, 7, 8, 9),
+        "elbow": (10, 11, 12, 13),
+        "all": tuple(range(14)),
+    },
+    flip_pairs=tuple((i, i + 1) for i in range(0, 14, 2)),
+    edges=((2, 6), (6, 10), (3, 7), (7, 11), (4, 8), (8, 12), (5, 9), (9, 13), (0, 1)),
+)
+
+KEYPOINT_SETS: dict[str, KeypointSet] = {s.name: s for s in (BODY16, HAND21, ANIMAL18, ANIMAL14)}
 
 
 def get(name: str) -> KeypointSet:

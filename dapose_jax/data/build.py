@@ -28,8 +28,11 @@ def build(name, manual_dir, data_dir="~/tensorflow_datasets"):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--dataset", required=True, choices=sorted(builders.REGISTRY))
-  parser.add_argument("--manual_dir", required=True, help="the unpacked release: joints.mat and images/")
+  names = sorted(builders.REGISTRY)
+  parser.add_argument("--dataset", required=True, choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
+  parser.add_argument("--manual_dir", required=True,
+                      help="the data set's release, downloaded by hand and unpacked; a build that misses a file "
+                           "names it and shows the expected layout")
   parser.add_argument("--data_dir", default="~/tensorflow_datasets")
   args = parser.parse_args()
   start = time.perf_counter()

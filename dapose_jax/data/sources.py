@@ -13,10 +13,6 @@ class MissingDatasetError(FileNotFoundError):
   pass
 
 
-# LSP and LSP-extended store one split with every image; tllib trains and tests on all of LSP.
-_BUILT_SPLITS = {"train": "train", "test": "train"}
-
-
 def make_source(data_config, split):
   """The source named by ``data_config.name`` for ``split`` ('train' or 'test')."""
   name = data_config.name
@@ -38,8 +34,8 @@ def make_source(data_config, split):
 
 
 def _built_source(builder_class, name, data_dir, split):
-  if split not in _BUILT_SPLITS:
-    raise ValueError(f"unknown split {split!r} of {name!r}; expected one of {sorted(_BUILT_SPLITS)}")
+  if split not in builder_class.SPLITS:
+    raise ValueError(f"unknown split {split!r} of {name!r}; expected one of {sorted(builder_class.SPLITS)}")
   data_dir = pathlib.Path(data_dir).expanduser()
   builder = builder_class(data_dir=str(data_dir))
   if not builder.is_prepared():
@@ -47,7 +43,7 @@ def _built_source(builder_class, name, data_dir, split):
         f"dataset {name!r} is not built in {data_dir}. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n"
         f"Then build it once (seconds to minutes):\n  python -m dapose_jax.data.build --dataset {name} "
         f"--manual_dir MANUAL_DIR --data_dir {data_dir}")
-  return builder.as_data_source(split=_BUILT_SPLITS[split])
+  return builder.as_data_source(split=builder_class.SPLITS[split])
 
 
 def keypoint_set(data_config):

@@ -8,8 +8,8 @@ test set, so ``sources.make_source`` reads this one split for 'train' and 'test'
 
 import numpy as np
 import scipy.io
-import tensorflow_datasets as tfds
-from PIL import Image
+
+from dapose_jax.data.builders import common
 
 # LSP-14 index for each Body16 keypoint (tllib lsp.py); pelvis and thorax are filled with head-top.
 BODY16_FROM_LSP14 = (0, 1, 2, 3, 4, 5, 13, 13, 12, 13, 6, 7, 8, 9, 10, 11)
@@ -23,47 +23,30 @@ def to_body16(joints14, visible14):
   return joints14[index].astype(np.float32), (BODY16_MASK * visible14[index]).astype(np.float32)
 
 
-class _LeedsSportsPose(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _LeedsSportsPose(common.Builder, skip_registration=True):
   """Shared reader; subclasses give the joints.mat layout, file names and flag convention."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  # tllib trains and tests on all of LSP.
+  SPLITS = {"train": "train", "test": "train"}
   JOINTS_AXES: tuple[int, int]  # leading axes of the released array: 3 = [x, y, flag], 14 = joints
   IMAGE_DIGITS: int  # im0001.jpg (LSP) or im00001.jpg (LSP-extended)
   FLAG_MEANS_VISIBLE: bool
-  LAYOUT: str
-  CITATION: str
+  HOMEPAGE = "http://sam.johnson.io/research/lsp.html"
 
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "keypoints": tfds.features.Tensor(shape=(16, 2), dtype=np.float32),
-            "visible": tfds.features.Tensor(shape=(16,), dtype=np.float32),
-            "joints14": tfds.features.Tensor(shape=(14, 3), dtype=np.float32),
-            "image_id": np.int32,
-        }),
-        homepage="http://sam.johnson.io/research/lsp.html",
-        citation=self.CITATION,
-        disable_shuffling=True,  # index i is image i + 1, as in the release
-    )
+  def _features(self):
+    return common.features(16, joints14=common.tensor(14, 3), image_id=np.int32)
 
   def _split_generators(self, dl_manager):
     root = dl_manager.manual_dir
     joints = self._load_joints(root / "joints.mat")
+    # Example i is image i + 1, as in the release.
     images = [root / "images" / f"im{i:0{self.IMAGE_DIGITS}d}.jpg" for i in range(1, len(joints) + 1)]
-    missing = [str(p) for p in images if not p.exists()]
-    if missing:
-      raise FileNotFoundError(
-          f"{len(missing)} of the {len(images)} images that joints.mat annotates are missing, first "
-          f"{missing[0]}; expected layout:\n{self.LAYOUT}")
+    common.require_all(images, self.LAYOUT, f"of the {len(images)} images that joints.mat annotates")
     return {"train": self._generate_examples(images, joints)}
 
   def _load_joints(self, path):
     """joints.mat -> (N, 14, 3) [x, y, flag] in LSP-14 order."""
-    if not path.exists():
-      raise FileNotFoundError(f"{path} is missing; expected layout:\n{self.LAYOUT}")
-    raw = scipy.io.loadmat(path).get("joints")
+    raw = scipy.io.loadmat(common.require(path, self.LAYOUT)).get("joints")
     if raw is None or raw.ndim != 3 or raw.shape[:2] != self.JOINTS_AXES:
       shape = None if raw is None else raw.shape
       raise ValueError(f"{path}: expected an array 'joints' of shape ({self.JOINTS_AXES[0]}, "
@@ -74,16 +57,9 @@ class _LeedsSportsPose(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for i, (path, joints14) in enumerate(zip(images, joints)):
       flag = joints14[:, 2]
       keypoints, visible = to_body16(joints14[:, :2], flag if self.FLAG_MEANS_VISIBLE else 1 - flag)
-      yield i, {"image": _rgb_jpeg(path), "keypoints": keypoints, "visible": visible,
-                "joints14": joints14.astype(np.float32), "image_id": i + 1}
-
-
-def _rgb_jpeg(path):
-  """The file's own bytes, or the decoded RGB pixels for a rare non-RGB file (re-encoded by TFDS)."""
-  with Image.open(path) as image:  # reads the header only
-    if image.format == "JPEG" and image.mode == "RGB":
-      return path.read_bytes()
-    return np.asarray(image.convert("RGB"))
+      jpeg, _ = common.jpeg_file(path)  # the file's own bytes; a rare non-RGB file is re-encoded
+      yield i, {"image": jpeg, "keypoints": keypoints, "visible": visible, "joints14": joints14.astype(np.float32),
+                "image_id": i + 1}
 
 
 _WHERE = ("The original host sam.johnson.io may be gone; mirrors of the archive exist (search for its file "
