@@ -115,11 +115,21 @@ def _finite_or_raise(values, step, mngr):
 
 
 def run(config, workdir):
-  """Runs a method's pre-training stage first (into workdir/pretrain) when it has one, then the method."""
+  """Runs a method's preparatory stages, then the method: the AdaIN decoder training (into workdir/style)
+  when the method stylises images and ``config.style.net`` is empty, and its pre-training stage (into
+  workdir/pretrain) when it has one. A re-run reuses finished stages."""
   method = methods.get(config.method)
+  workdir = pathlib.Path(workdir).expanduser().resolve()
+  if hasattr(method, "configure"):
+    config = method.configure(config)
+  if getattr(method, "uses_style", lambda c: False)(config) and not config.style.net:
+    from dapose_jax import style_training
+
+    config = config.copy_and_resolve_references()
+    config.style.net = str(style_training.train_decoder(config, workdir / "style"))
   stage1 = method.pretrain_config(config) if hasattr(method, "pretrain_config") else None
   if stage1 is not None:
-    pretrain_dir = pathlib.Path(workdir).expanduser().resolve() / "pretrain"
+    pretrain_dir = workdir / "pretrain"
     log.info("stage 1: %s pre-training in %s", config.method, pretrain_dir)
     train_and_evaluate(stage1, pretrain_dir)
     config = config.copy_and_resolve_references()

@@ -3,6 +3,9 @@
   python experiments/demo_table.py --out runs/demo_table [--seeds 0 1 2] [--methods source_only regda]
       [--config configs/demo.py] [--override key=value ...]
 
+An override may name the seed as {seed}, e.g. to start DAML from the mean teacher's stage 1 of the same
+seed: --override 'daml.pretrained=runs/demo_table/mean_teacher_s{seed}/pretrain/best'.
+
 Runs ``python -m dapose_jax.main`` once per (method, seed) into OUT/METHOD_sSEED (an existing finished run
 is reused), then writes OUT/table.md and OUT/table.json: target and source PCK per group at the final
 step, mean ± std over seeds (the final step needs no target labels for model selection).
@@ -22,7 +25,8 @@ def run(config, method, seed, workdir, overrides):
   if (workdir / "results.json").exists():
     return json.loads((workdir / "results.json").read_text())
   cmd = [sys.executable, "-m", "dapose_jax.main", f"--config={config}", f"--workdir={workdir}",
-         f"--config.method={method}", f"--config.seed={seed}", *[f"--config.{o}" for o in overrides]]
+         f"--config.method={method}", f"--config.seed={seed}",
+         *[f"--config.{o.format(seed=seed)}" for o in overrides]]
   print(" ".join(cmd), flush=True)
   start = time.time()
   subprocess.run(cmd, check=True)

@@ -1,10 +1,12 @@
 """Methods: each module defines ``init(config, rng) -> State``,
 ``train_step(config, state, source_batch, target_batch) -> (state, metrics)`` and
-``eval_heatmaps(config, state, images) -> heatmaps``."""
+``eval_heatmaps(config, state, images) -> heatmaps``; optional hooks that ``train.run`` calls:
+``configure(config) -> config``, ``uses_style(config)``, ``pretrain_config(config)`` and
+``load_pretrained(config, state)``."""
 
 import importlib
 
-NAMES = ("source_only", "regda")
+NAMES = ("source_only", "regda", "mean_teacher", "daml")
 
 
 def get(name):

@@ -1,12 +1,16 @@
 """Pieces shared by the methods: the model, device-side preprocessing and targets, schedules."""
 
+import pathlib
+
+import flax
 import jax
 import jax.numpy as jnp
 import optax
+import orbax.checkpoint as ocp
 
 from dapose_jax import keypoints, losses
 from dapose_jax.data import sources, transforms
-from dapose_jax.models import pose
+from dapose_jax.models import pose, style
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -74,3 +78,59 @@ def heatmap_loss(name):
 def predict(model, variables, images):
   """Eval-mode heatmaps of uint8 images."""
   return model.apply(variables, normalize(images), train=False)["heatmaps"]
+
+
+def restore_best(directory):
+  """The ``state`` pytree (as nested dicts) of the checkpoint in a run's ``best`` folder."""
+  with ocp.CheckpointManager(pathlib.Path(directory).expanduser().resolve()) as mngr:
+    if mngr.latest_step() is None:
+      raise FileNotFoundError(f"no stage-1 checkpoint in {directory}; give the 'best' folder of a finished "
+                              "run, or leave the method's 'pretrained' empty to pre-train")
+    return mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+
+
+def checked_like(loaded, expected):
+  """``loaded`` as arrays, after checking that it has the structure and shapes of ``expected``."""
+  loaded = jax.tree.map(jnp.asarray, loaded)
+  if jax.tree.structure(loaded) != jax.tree.structure(expected):
+    raise ValueError("a loaded checkpoint does not have the parameters of this model: was it trained with "
+                     "the same config.model and keypoint set?")
+
+  def check(a, b):
+    if a.shape != b.shape:
+      raise ValueError(f"a loaded checkpoint has a parameter of shape {a.shape}, expected {b.shape}: was it "
+                       "trained with the same config.model?")
+    return a
+
+  return jax.tree.map(check, loaded, expected)
+
+
+def init_style(config):
+  """Zero style-network parameters of the right shapes, for ``load_style`` to fill after ``init`` (shapes
+  only: compiling the VGG initialisation into ``init`` would cost a minute on CPU)."""
+  shapes = jax.eval_shape(lambda: style.init_style_params(jax.random.key(0), config.style.width, config.image_size,
+                                                          config.style.depth))
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def load_style(config, template):
+  """The frozen AdaIN encoder + decoder saved at ``config.style.net`` (written by
+  ``dapose_jax.style_training``), checked against ``template``."""
+  path = pathlib.Path(config.style.net).expanduser()
+  if not config.style.net or not path.is_file():
+    raise FileNotFoundError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
+                            "python -m dapose_jax.style_training (dapose_jax.train.run does it on its own)")
+  return checked_like(flax.serialization.from_bytes(template, path.read_bytes()), template)
+
+
+def maybe_stylise(config, rng, style_params, content, style_images, prob):
+  """With probability ``prob`` (one draw per batch) the content batch rendered in the style of
+  ``style_images`` with one alpha ~ U(0, 1), clipped to the normalised range (UDAPE); else unchanged."""
+  if prob <= 0:
+    return content
+  k_apply, k_alpha = jax.random.split(rng)
+  alpha = jax.random.uniform(k_alpha)
+  stylised = lambda: style.clip_to_normalised_range(
+      style.stylise(style_params, content, style_images, alpha, config.style.width, config.style.depth)
+  ).astype(content.dtype)
+  return jax.lax.cond(jax.random.bernoulli(k_apply, prob), stylised, lambda: content)

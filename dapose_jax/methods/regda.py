@@ -14,7 +14,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-import orbax.checkpoint as ocp
 
 from dapose_jax import keypoints, losses, metrics
 from dapose_jax.methods import common
@@ -91,26 +90,13 @@ def load_pretrained(config, state):
   Both heads keep their fresh N(0, 0.001^2) initialisation: the reference's key filtering drops the
   single-conv stage-1 head because its names do not match the two-layer RegDA heads.
   """
-  directory = config.regda.pretrained
-  if not directory:
+  if not config.regda.pretrained:
     return state
-  with ocp.CheckpointManager(directory) as mngr:
-    if mngr.latest_step() is None:
-      raise FileNotFoundError(f"no stage-1 checkpoint in {directory}; give config.regda.pretrained as the "
-                              "'best' folder of a finished source-only run, or leave it empty to pre-train")
-    restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  stage1 = restored.state
+  stage1 = common.restore_best(config.regda.pretrained)
   params = {**state.params, **{k: stage1["params"][k] for k in FEATURES}}
   batch_stats = {**state.batch_stats, **{k: stage1["batch_stats"][k] for k in FEATURES}}
-  params, batch_stats = jax.tree.map(jnp.asarray, (params, batch_stats))
-  jax.tree.map(_check_shape, (params, batch_stats), (state.params, state.batch_stats))
-  return state.replace(params=params, batch_stats=batch_stats)
-
-
-def _check_shape(loaded, expected):
-  if loaded.shape != expected.shape:
-    raise ValueError(f"stage-1 checkpoint has a parameter of shape {loaded.shape}, expected {expected.shape}: "
-                     "was it trained with the same config.model?")
+  return state.replace(params=common.checked_like(params, state.params),
+                       batch_stats=common.checked_like(batch_stats, state.batch_stats))
 
 
 def _forward(config, params, batch_stats, images, lam):

@@ -1,7 +1,8 @@
 """Source-only training of the SimpleBaseline on labelled source data; the target is only evaluated.
 
 Defaults are tllib ``erm.py`` (MSE, Adam 1e-3 on all parameters, step decay); RegDA's stage 1 uses the
-same step with KL, SGD and a 0.1x backbone learning rate (config.source_only.*).
+same step with KL, SGD and a 0.1x backbone learning rate (config.source_only.*), the mean teacher's stage 1
+with MSE, Adam 1e-4 and source images stylised with target style (``stylise_prob`` 0.5, UDAPE).
 """
 
 import flax
@@ -19,6 +20,7 @@ class State:
   params: dict
   batch_stats: dict
   opt_state: optax.OptState
+  style: dict  # frozen AdaIN encoder and decoder; empty without stylisation
 
 
 def _schedule(config, factor=1.0):
@@ -34,18 +36,29 @@ def _optimizer(config):
   return optax.partition({"backbone": make(c.backbone_lr_factor), "rest": make(1.0)}, labels)
 
 
+def uses_style(config):
+  return config.source_only.stylise_prob > 0
+
+
 def init(config, rng):
   variables = common.init_variables(common.build_model(config), config, rng)
   params = variables["params"]
   return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
-               opt_state=_optimizer(config).init(params))
+               opt_state=_optimizer(config).init(params),
+               style=common.init_style(config) if uses_style(config) else {})
+
+
+def load_pretrained(config, state):
+  """The frozen style network, when the source is stylised."""
+  return state.replace(style=common.load_style(config, state.style)) if uses_style(config) else state
 
 
 def train_step(config, state, source, target):
-  del target
   model = common.build_model(config)
   criterion = common.heatmap_loss(config.source_only.loss)
-  images = common.normalize(source["image"])
+  images = common.maybe_stylise(config, jax.random.fold_in(jax.random.key(config.seed), state.step), state.style,
+                                common.normalize(source["image"]), common.normalize(target["image"]),
+                                config.source_only.stylise_prob)
   heatmaps, weights = common.heatmap_targets(config, source)
 
   def loss_fn(params):

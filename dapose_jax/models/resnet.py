@@ -43,6 +43,7 @@ class Conv(nn.Module):
   padding: int = 0
   use_bias: bool = False
   kernel_init: Callable = kaiming_fan_out
+  bias_init: Callable = nn.initializers.zeros
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -51,7 +52,7 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     return y
 
 

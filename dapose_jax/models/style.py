@@ -1,8 +1,149 @@
-"""UDAPE's AdaIN style-transfer pieces (``Style_net.py``) on NHWC features; no VGG encoder/decoder."""
+"""UDAPE's AdaIN style network (``Style_net.py``, after Huang & Belongie's AdaIN) on NHWC tensors.
 
+``depth`` < 4 (a CPU-demo option, not in the reference) stops the encoder at relu{depth}_1 and starts the
+decoder at the mirror of that layer.
+
+* ``VggEncoder``: the AdaIN ``vgg_normalised`` net truncated after relu4_1 (its first 31 layers): a 1x1
+  conv 3->3, then reflection-padded 3x3 convs with ReLU and 2x2 max-pools (ceil mode); returns
+  (relu1_1, relu2_1, relu3_1, relu4_1), relu4_1 at 1/8 of the input size.
+* ``Decoder``: its mirror, reflection pad + 3x3 conv + ReLU with nearest x2 upsampling, 512 -> 3
+  channels, no ReLU after the last conv.
+* ``stylise``: decoder(alpha * AdaIN(f_c, f_s) + (1 - alpha) * f_c), on ImageNet-normalised images.
+
+Flax conv modules are named after their index in the PyTorch ``nn.Sequential`` (``conv0``, ``conv2``,
+..., ``conv29``; decoder ``conv1`` ... ``conv28``), so the released state dicts map one to one:
+``'{i}.weight'`` (O, I, kh, kw) -> ``conv{i}/kernel`` (kh, kw, I, O), ``'{i}.bias'`` -> ``conv{i}/bias``
+(``load_released``). Style parameters are ``{"encoder": params, "decoder": params}`` (the contents of
+each module's "params" collection).
+"""
+
+import os
+import re
+
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
+from dapose_jax import weights
 from dapose_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+# Sequential index of each conv -> output channels at width 1 (input channels follow from the order).
+ENCODER_CONVS = {0: 3, 2: 64, 5: 64, 9: 128, 12: 128, 16: 256, 19: 256, 22: 256, 25: 256, 29: 512}
+ENCODER_POOL_AFTER = (5, 12, 25)  # convs followed by a max-pool (Sequential indices 7, 14, 27)
+ENCODER_FEATURES = {2: "relu1_1", 9: "relu2_1", 16: "relu3_1", 29: "relu4_1"}
+ENCODER_LAYERS = 31  # layers 0..30 of vgg_normalised; the released file also holds the later ones
+DECODER_CONVS = {1: 256, 5: 256, 8: 256, 11: 256, 14: 128, 18: 128, 21: 64, 25: 64, 28: 3}
+DECODER_UPSAMPLE_AFTER = (1, 14, 21)  # convs followed by nearest x2 upsampling (indices 3, 16, 23)
+DECODER_START = {4: 1, 3: 14, 2: 21, 1: 25}  # first decoder conv for features relu{depth}_1
+FEATURE_CHANNELS = {4: 512, 3: 256, 2: 128, 1: 64}  # channels of relu{depth}_1 at width 1
+
+# He-normal: keeps the activation scale through the ReLU stack, also for an untrained, frozen encoder.
+_KERNEL_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+def channels(reference, width):
+  """A reference channel count scaled by ``width`` (at least 1)."""
+  return max(1, int(round(reference * width)))
+
+
+def reflect_pad(x, pad=1):
+  """ReflectionPad2d(pad) on NHWC: mirrors without repeating the edge pixel."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _max_pool_ceil(x):
+  """MaxPool2d(2, 2, ceil_mode=True): an odd trailing row/column is pooled on its own."""
+  pad = ((0, x.shape[1] % 2), (0, x.shape[2] % 2))
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding=pad)
+
+
+def _upsample_nearest(x):
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class VggEncoder(nn.Module):
+  """vgg_normalised up to relu{depth}_1; ``width`` scales every channel count but the 3 of the 1x1 conv."""
+  width: float = 1.0
+  depth: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    features = []
+    for index, out in ENCODER_CONVS.items():
+      if index == 0:  # the 1x1 "preprocessing" conv, no padding, no ReLU
+        x = nn.Conv(3, (1, 1), kernel_init=_KERNEL_INIT, name="conv0")(x)
+        continue
+      x = nn.Conv(channels(out, self.width), (3, 3), padding="VALID", kernel_init=_KERNEL_INIT,
+                  name=f"conv{index}")(reflect_pad(x))
+      x = nn.relu(x)
+      if index in ENCODER_FEATURES:
+        features.append(x)
+        if len(features) == self.depth:
+          break
+      if index in ENCODER_POOL_AFTER:
+        x = _max_pool_ceil(x)
+    return tuple(features)
+
+
+class Decoder(nn.Module):
+  """The mirror of ``VggEncoder``: relu{depth}_1 features -> 3-channel image (8x larger for depth 4)."""
+  width: float = 1.0
+  depth: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    last = max(DECODER_CONVS)
+    for index, out in DECODER_CONVS.items():
+      if index < DECODER_START[self.depth]:
+        continue
+      out = 3 if index == last else channels(out, self.width)
+      x = nn.Conv(out, (3, 3), padding="VALID", kernel_init=_KERNEL_INIT, name=f"conv{index}")(reflect_pad(x))
+      if index != last:
+        x = nn.relu(x)
+      if index in DECODER_UPSAMPLE_AFTER:
+        x = _upsample_nearest(x)
+    return x
+
+
+def init_style_params(rng, width=1.0, image_size=32, depth=4):
+  """Randomly initialised {"encoder": ..., "decoder": ...} (parameter shapes do not depend on image_size)."""
+  enc_rng, dec_rng = jax.random.split(rng)
+  images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  encoder = VggEncoder(width, depth).init(enc_rng, images)["params"]
+  side = -(-image_size // 2 ** (depth - 1))
+  features = jnp.zeros((1, side, side, channels(FEATURE_CHANNELS[depth], width)), jnp.float32)
+  decoder = Decoder(width, depth).init(dec_rng, features)["params"]
+  return {"encoder": encoder, "decoder": decoder}
+
+
+def encode(encoder_params, images, width=1.0, depth=4):
+  """(relu1_1, relu2_1, relu3_1, relu4_1) of ImageNet-normalised NHWC images."""
+  return VggEncoder(width, depth).apply({"params": encoder_params}, images)
+
+
+def decode(decoder_params, features, width=1.0, depth=4):
+  return Decoder(width, depth).apply({"params": decoder_params}, features)
+
+
+def stylise(style_params, content, style, alpha, width=1.0, depth=4):
+  """decoder(alpha * AdaIN(f_c, f_s) + (1 - alpha) * f_c) of ImageNet-normalised NHWC images.
+
+  ``alpha`` is a scalar or one value per sample; ``style`` may differ from ``content`` in H, W. The
+  result has the content's size (cropped when H or W is not a multiple of 8) and is not clipped:
+  callers clip with ``clip_to_normalised_range``.
+  """
+  content_features = encode(style_params["encoder"], content, width, depth)[-1]
+  style_features = encode(style_params["encoder"], style, width, depth)[-1]
+  target = mix(content_features, adain(content_features, style_features), alpha)
+  images = decode(style_params["decoder"], target, width, depth)
+  return images[:, : content.shape[1], : content.shape[2]]
+
+
+def gram(features):
+  """Per-sample Gram matrix F^T F / (C * H * W) of NHWC features: (B, C, C)."""
+  _, h, w, c = features.shape
+  return jnp.einsum("bhwc,bhwd->bcd", features, features) / (c * h * w)
 
 
 def _mean_std(features, eps):
@@ -28,3 +169,101 @@ def mix(content_features, stylised, alpha):
 def clip_to_normalised_range(images):
   """Clip ImageNet-normalised NHWC images per channel to [(0 - mean) / std, (1 - mean) / std]."""
   return jnp.clip(images, -IMAGENET_MEAN / IMAGENET_STD, (1 - IMAGENET_MEAN) / IMAGENET_STD)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Released PyTorch weights
+
+_SEQUENTIAL_KEY = re.compile(r"^(?:(.*)\.)?(\d+)\.(weight|bias)$")
+
+
+def _flatten_nested(tree, prefix=""):
+  """Nested dicts of tensors/arrays -> {'a.b.0.weight': np.ndarray}; other leaves (epoch, ...) dropped."""
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(_flatten_nested(value, name + "."))
+    elif hasattr(value, "detach"):  # a torch tensor
+      flat[name] = value.detach().cpu().numpy()
+    elif isinstance(value, np.ndarray):
+      flat[name] = value
+  return flat
+
+
+def read_released(path):
+  """State dict of a released file: ``.npz`` / ``.safetensors`` via ``weights.read_state_dict``;
+  ``.pth``, ``.pt`` and ``.pth.tar`` with torch, unwrapping a state dict nested in a checkpoint dict."""
+  path = os.fspath(path)
+  if not path.lower().endswith((".pth", ".pt", ".tar")):
+    return weights.read_state_dict(path)
+  try:
+    import torch
+  except ImportError as e:
+    raise ImportError(f"reading {path} needs PyTorch; install torch, or convert the file to .npz "
+                      "(numpy.savez(out, **state_dict)) on a machine that has it") from e
+  return _flatten_nested(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _sequential_entries(state_dict, what):
+  """{(index, 'weight'|'bias'): array} of the ``nn.Sequential`` keys, under at most one common prefix
+  ('module.', 'decoder.', 'state_dict.', ...)."""
+  entries, prefixes = {}, set()
+  for key, value in state_dict.items():
+    match = _SEQUENTIAL_KEY.match(key)
+    if match:
+      prefixes.add(match.group(1) or "")
+      entries[int(match.group(2)), match.group(3)] = np.asarray(value)
+  if len(prefixes) > 1:
+    raise ValueError(f"{what} state dict holds several Sequentials (prefixes {sorted(prefixes)}); "
+                     "pass the file of one network")
+  return entries
+
+
+def _params_from_state_dict(state_dict, convs, what, max_index=None):
+  """Flax params {conv{i}: {kernel, bias}} of ``convs`` (index -> (in, out, k)) from a state dict."""
+  entries = _sequential_entries(state_dict, what)
+  params, problems = {}, []
+  for index, (cin, cout, k) in convs.items():
+    kernel, bias = entries.pop((index, "weight"), None), entries.pop((index, "bias"), None)
+    if kernel is None or bias is None:
+      problems.append(f"missing {index}.weight / {index}.bias")
+      continue
+    if kernel.shape != (cout, cin, k, k) or bias.shape != (cout,):
+      problems.append(f"{index}.weight {kernel.shape} / {index}.bias {bias.shape}: expected "
+                      f"{(cout, cin, k, k)} / {(cout,)}")
+      continue
+    params[f"conv{index}"] = {"kernel": jnp.asarray(kernel.transpose(2, 3, 1, 0), jnp.float32),
+                              "bias": jnp.asarray(bias, jnp.float32)}
+  unexpected = sorted(f"{i}.{leaf}" for i, leaf in entries if max_index is None or i <= max_index)
+  problems += [f"unexpected key {k}" for k in unexpected]
+  if problems:
+    raise ValueError(f"{what} state dict does not match the network:\n  " + "\n  ".join(problems))
+  return params
+
+
+def _conv_shapes(convs, in_channels, pointwise=()):
+  """index -> (in, out, kernel size) of a width-1 conv stack starting from ``in_channels``."""
+  shapes, cin = {}, in_channels
+  for index, cout in convs.items():
+    shapes[index] = (cin, cout, 1 if index in pointwise else 3)
+    cin = cout
+  return shapes
+
+
+def encoder_params_from_state_dict(state_dict):
+  """Encoder params (width 1) from ``vgg_normalised.pth``'s state dict; layers after relu4_1 are ignored."""
+  shapes = _conv_shapes(ENCODER_CONVS, 3, pointwise=(0,))
+  return _params_from_state_dict(state_dict, shapes, "vgg_normalised", max_index=ENCODER_LAYERS - 1)
+
+
+def decoder_params_from_state_dict(state_dict):
+  """Decoder params (width 1) from a released decoder's state dict (every key must be used)."""
+  return _params_from_state_dict(state_dict, _conv_shapes(DECODER_CONVS, 512), "decoder")
+
+
+def load_released(encoder_path, decoder_path):
+  """Width-1 style params {"encoder", "decoder"} from ``vgg_normalised.pth`` and a released UDAPE
+  decoder (``decoder_*.pth.tar``), or from .npz / .safetensors conversions of them."""
+  return {"encoder": encoder_params_from_state_dict(read_released(encoder_path)),
+          "decoder": decoder_params_from_state_dict(read_released(decoder_path))}

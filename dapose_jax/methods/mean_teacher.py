@@ -1,0 +1,206 @@
+"""Mean teacher of UDAPE (Kim et al., ECCV 2022), with DAML's feature- and pose-level alignment as options.
+
+Stage 1 (``pretrain_config``) is source-only training with MSE, Adam and source images stylised with
+target style (p 0.5). Stage 2 starts student and teacher from the stage-1 checkpoint and, per iteration:
+  1. stylises the source batch with target style (p ``source_style_prob``) and the teacher's view with
+     source style (p ``teacher_style_prob``), alpha ~ U(0, 1), clipped to the normalised range;
+  2. draws a teacher view and a student view of each target base crop (random affine + colour jitter, on
+     the device) and warps the teacher's train-mode prediction back to the base frame: T;
+  3. occludes, with p ``occlude_prob`` per sample when some keypoint of T peaks at >= ``occlude_threshold``,
+     a box around one such keypoint with a patch of the same image (in the base frame, before the student
+     view is drawn: the reference's image-translation bug is not reproduced);
+  4. student loss: source MSE + consistency_weight * ConsLoss(S, rectify(T), mask of keypoints above the
+     batch-median confidence), S = the student's prediction warped back to the base frame;
+     + feature_weight * (BCE_s + BCE_t) of the feature discriminator behind a gradient reversal (DAML);
+     + pose_weight * IM(S) on the H/W projections (DAML);
+  5. one Adam step of the student (and of the discriminator), then the EMA of the teacher's parameters.
+The teacher (its own BatchNorm statistics, eval mode) makes the predictions that are evaluated.
+Settings live in ``config[config.method]`` (``mean_teacher`` or ``daml``).
+"""
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from dapose_jax import keypoints, losses, metrics, teacher, views
+from dapose_jax.methods import common
+from dapose_jax.models import discriminator
+from dapose_jax.models.gradient import reverse_gradient
+
+
+@flax.struct.dataclass
+class State:
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+  teacher_params: dict
+  teacher_batch_stats: dict
+  disc_params: dict  # empty without the feature-level term
+  opt_disc: optax.OptState
+  style: dict  # frozen AdaIN encoder and decoder; empty without stylisation
+
+
+def settings(config):
+  return config[config.method]
+
+
+def uses_style(config):
+  c = settings(config)
+  return c.source_style_prob > 0 or c.teacher_style_prob > 0 or (
+      not c.pretrained and c.pretrain.stylise_prob > 0)
+
+
+def configure(config):
+  """With ``base_crop_only``, the target pipeline makes only UDAPE's shared base crop (random resized crop,
+  no rotation, colour or blur): the student and teacher views are drawn on the device."""
+  if not settings(config).base_crop_only or not config.target.augment.enabled:
+    return config
+  config = config.copy_and_resolve_references()
+  config.target.augment.update(rotation=0.0, color=0.0, blur=0.0)
+  return config
+
+
+def _schedule(config):
+  c = settings(config)
+  return common.epoch_step_decay(c.lr, c.lr_milestones, config.iters_per_epoch, c.lr_factor)
+
+
+def _optimizers(config):
+  c = settings(config)
+  return optax.adam(_schedule(config)), optax.adam(c.disc_lr)
+
+
+def _discriminator(config):
+  return discriminator.FeatureDiscriminator(features=config.model.upsampling_features)
+
+
+def init(config, rng):
+  k_model, k_disc = jax.random.split(rng)
+  variables = common.init_variables(common.build_model(config), config, k_model)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  disc_params = {}
+  if settings(config).feature_weight > 0:
+    features = jnp.zeros((1, config.heatmap_size, config.heatmap_size, config.model.upsampling_features))
+    disc_params = _discriminator(config).init(k_disc, features)["params"]
+  opt, opt_disc = _optimizers(config)
+  return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=opt.init(params),
+               teacher_params=params, teacher_batch_stats=batch_stats, disc_params=disc_params,
+               opt_disc=opt_disc.init(disc_params),
+               style=common.init_style(config) if uses_style(config) else {})
+
+
+def pretrain_config(config):
+  """Stage 1: source-only MSE / Adam with target-style stylisation of the source; None if a checkpoint
+  is given in ``pretrained``."""
+  c = settings(config)
+  if c.pretrained:
+    return None
+  stage1 = config.copy_and_resolve_references()
+  stage1.method = "source_only"
+  stage1.epochs = c.pretrain_epochs
+  stage1.select_on = c.pretrain_select_on
+  stage1.source_only.update(c.pretrain.to_dict())
+  return stage1
+
+
+def load_pretrained(config, state):
+  """Student and teacher from the stage-1 checkpoint (every parameter and BatchNorm statistic; the Adam
+  state starts fresh, where the reference keeps stage 1's), and the frozen style network."""
+  if uses_style(config):
+    state = state.replace(style=common.load_style(config, state.style))
+  if not settings(config).pretrained:
+    return state
+  stage1 = common.restore_best(settings(config).pretrained)
+  params, batch_stats = common.checked_like(stage1["params"], state.params), common.checked_like(
+      stage1["batch_stats"], state.batch_stats)
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # separate buffers: the train step donates the state
+  return state.replace(params=params, batch_stats=batch_stats, teacher_params=copy(params),
+                       teacher_batch_stats=copy(batch_stats))
+
+
+def train_step(config, state, source, target):
+  c = settings(config)
+  model = common.build_model(config)
+  size, hm_size = config.image_size, config.heatmap_size
+  view_params = views.ViewParams(**c.view)
+  k_s2t, k_t2s, k_tview, k_sview, k_tcol, k_scol, k_occ = jax.random.split(
+      jax.random.fold_in(jax.random.key(config.seed), state.step), 7)
+
+  raw_source = common.normalize(source["image"])
+  target_style = common.normalize(target["image"])
+  source_images = common.maybe_stylise(config, k_s2t, state.style, raw_source, target_style, c.source_style_prob)
+  labels, weights = common.heatmap_targets(config, source)
+
+  base = target["image"].astype(jnp.float32)
+  batch = base.shape[0]
+  teacher_m = views.sample_matrices(k_tview, batch, size, view_params)
+  student_m = views.sample_matrices(k_sview, batch, size, view_params)
+  to_heatmap = lambda m: views.rescale(m, hm_size / size)
+
+  teacher_view = common.normalize(views.color_jitter(k_tcol, views.to_view(base, teacher_m), view_params.color))
+  teacher_view = common.maybe_stylise(config, k_t2s, state.style, teacher_view, raw_source, c.teacher_style_prob)
+  out, teacher_updates = model.apply({"params": state.teacher_params, "batch_stats": state.teacher_batch_stats},
+                                     teacher_view, train=True, mutable=["batch_stats"])
+  teacher_maps = jax.lax.stop_gradient(views.to_base(out["heatmaps"], to_heatmap(teacher_m), c.interpolation))
+
+  peaks, confidence = keypoints.argmax_2d(teacher_maps)
+  occluded = _occlude(c, k_occ, base, peaks * (size / hm_size), confidence)
+  student_view = common.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
+  rectified, _ = keypoints.pseudo_labels(teacher_maps, config.sigma)
+  mask = losses.median_confidence_mask(teacher_maps)
+
+  def loss_fn(trainable):
+    params, disc_params = trainable
+    source_out, batch_stats = _apply(model, params, state.batch_stats, source_images)
+    target_out, batch_stats = _apply(model, params, batch_stats, student_view)
+    student_maps = views.to_base(target_out["heatmaps"], to_heatmap(student_m), c.interpolation)
+    terms = {"source": losses.heatmap_mse(source_out["heatmaps"], labels, weights),
+             "consistency": losses.consistency(student_maps, rectified, mask)}
+    loss = terms["source"] + c.consistency_weight * terms["consistency"]
+    if c.feature_weight > 0:
+      logits = lambda f: _discriminator(config).apply({"params": disc_params}, reverse_gradient(f))
+      terms["bce_source"] = losses.bce_with_logits(logits(source_out["features"]), 0.0)
+      terms["bce_target"] = losses.bce_with_logits(logits(target_out["features"]), 1.0)
+      loss += c.feature_weight * (terms["bce_source"] + terms["bce_target"])
+    if c.pose_weight > 0:
+      threshold = c.im_threshold if c.im_threshold >= 0 else None
+      terms["im"] = losses.information_maximization(student_maps, threshold)
+      loss += c.pose_weight * terms["im"]
+    return loss, (batch_stats, terms, source_out["heatmaps"])
+
+  (loss, (batch_stats, terms, source_pred)), (grads, disc_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
+      (state.params, state.disc_params))
+  opt, opt_disc = _optimizers(config)
+  updates, opt_state = opt.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  disc_updates, opt_disc_state = opt_disc.update(disc_grads, state.opt_disc, state.disc_params)
+  new_state = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+      teacher_params=teacher.ema_update(state.teacher_params, params, c.ema),
+      teacher_batch_stats=teacher_updates["batch_stats"],
+      disc_params=optax.apply_updates(state.disc_params, disc_updates), opt_disc=opt_disc_state)
+  return new_state, {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}, "lr": _schedule(config)(state.step),
+                     "mask_fraction": jnp.mean(mask), "source_pck": metrics.pck(source_pred, labels)[1]}
+
+
+def _apply(model, params, batch_stats, images):
+  out, updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
+                             mutable=["batch_stats"])
+  return out, updates["batch_stats"]
+
+
+def _occlude(c, rng, images, centres, confidence):
+  """Occlude one random keypoint with confidence >= threshold, per sample with p ``occlude_prob``."""
+  k_apply, k_pick, k_patch = jax.random.split(rng, 3)
+  confident = confidence >= c.occlude_threshold
+  apply = jax.random.bernoulli(k_apply, c.occlude_prob, confident.shape[:1]) & jnp.any(confident, -1)
+  pick = jax.random.categorical(k_pick, jnp.where(confident, 0.0, -jnp.inf))
+  chosen = jnp.take_along_axis(centres, pick[:, None, None], axis=1)[:, 0]
+  return views.occlude(k_patch, images, chosen, apply, c.occlude_size)
+
+
+def eval_heatmaps(config, state, images):
+  variables = {"params": state.teacher_params, "batch_stats": state.teacher_batch_stats}
+  return common.predict(common.build_model(config), variables, images)
