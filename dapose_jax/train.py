@@ -137,6 +137,16 @@ def run(config, workdir):
   return train_and_evaluate(config, workdir)
 
 
+def train_iterators(config):
+  """The (source, target) training iterators of a run, at their start."""
+  return tuple(
+      pipeline.train_iterator(
+          sources.make_source(data_config, "train"), batch_size=config.batch_size,
+          image_size=config.image_size, augment=data_config.augment, seed=config.seed + offset,
+          num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers)
+      for offset, data_config in enumerate((config.source, config.target)))
+
+
 def train_and_evaluate(config, workdir):
   """Trains config.method from config, resuming from the latest checkpoint in workdir if present."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
@@ -150,13 +160,7 @@ def train_and_evaluate(config, workdir):
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
 
-  iterators = []
-  for offset, data_config in enumerate((config.source, config.target)):
-    iterators.append(pipeline.train_iterator(
-        sources.make_source(data_config, "train"), batch_size=config.batch_size,
-        image_size=config.image_size, augment=data_config.augment, seed=config.seed + offset,
-        num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers))
-  source_iter, target_iter = iterators
+  source_iter, target_iter = train_iterators(config)
 
   init = jax.jit(functools.partial(method.init, config), out_shardings=repl)
   state = init(jax.random.key(config.seed))

@@ -4,24 +4,48 @@ of simply training longer.
 
   python experiments/regda_control.py --table runs/demo_table --seeds 0 1 2 --steps 200
 
-For each seed it copies TABLE/regda_sSEED/pretrain (checkpoints at the end of stage 1) to
-TABLE/regda_control_sSEED, resumes it with ``epochs`` raised by steps / iters_per_epoch (same learning-rate
-schedule, same data order), and prints target/source 'all' PCK: stage 1 end, control end, RegDA stage 2 end.
+For each seed it writes the last stage-1 checkpoint of TABLE/regda_sSEED/pretrain (train state, both data
+iterators advanced to the same position, evaluation history) into TABLE/regda_control_sSEED, resumes it
+with ``epochs`` raised by steps / iters_per_epoch (same learning-rate schedule, the data order continues),
+and prints target/source 'all' PCK: stage 1 end, control end, RegDA stage 2 end. The checkpoint is
+rewritten rather than copied because stage-1 runs made before the source-only state gained its ``style``
+field lack it.
 """
 
 import argparse
+import functools
 import json
 import pathlib
-import shutil
+
+import jax
+import orbax.checkpoint as ocp
 
 from dapose_jax import train
-from dapose_jax.methods import regda
 from dapose_jax.config_tasks import demo_config
+from dapose_jax.methods import regda, source_only
+
+
+def continue_from(stage1_config, pretrain, control):
+  """Writes pretrain's last checkpoint, with the current state layout, as control's first checkpoint."""
+  template = jax.eval_shape(functools.partial(source_only.init, stage1_config), jax.random.key(0))
+  saved = {f: getattr(template, f) for f in ("step", "params", "batch_stats", "opt_state")}
+  with ocp.CheckpointManager(pretrain / "checkpoints") as old:
+    step = old.latest_step()
+    restored = old.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved),
+                                                         progress=ocp.args.JsonRestore()))
+  state = source_only.State(**restored.state, style={})
+  iterators = train.train_iterators(stage1_config)
+  for iterator in iterators:
+    for _ in range(step):
+      next(iterator)
+  with ocp.CheckpointManager(control / "checkpoints", options=ocp.CheckpointManagerOptions(create=True)) as new:
+    new.save(step, args=train._checkpoint_args(state, *iterators, restored.progress, False))
+    new.wait_until_finished()
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--table", type=pathlib.Path, required=True)
+  parser.add_argument("--table", type=lambda p: pathlib.Path(p).resolve(), required=True)
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
   parser.add_argument("--steps", type=int, default=200)
   args = parser.parse_args()
@@ -35,8 +59,8 @@ def main():
     stage1.epochs += args.steps // stage1.iters_per_epoch
     pretrain, control = args.table / f"regda_s{seed}" / "pretrain", args.table / f"regda_control_s{seed}"
     if not (control / "results.json").exists():
-      shutil.rmtree(control, ignore_errors=True)
-      shutil.copytree(pretrain, control, ignore=shutil.ignore_patterns("results.json", "config.json"))
+      if not (control / "checkpoints").exists():
+        continue_from(stage1, pretrain, control)
       train.train_and_evaluate(stage1, control)
     results = lambda path: json.loads((path / "results.json").read_text())["final"]
     rows.append({"seed": seed, "stage1": results(pretrain), "control": results(control),
