@@ -2,7 +2,6 @@
 
 import pathlib
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -115,12 +114,16 @@ def init_style(config):
 
 def load_style(config, template):
   """The frozen AdaIN encoder + decoder saved at ``config.style.net`` (written by
-  ``dapose_jax.style_training``), checked against ``template``."""
+  ``dapose_jax.style_training``, beside its style_net.json), read by ``style_training.load_style_net`` and
+  checked against ``template``."""
   path = pathlib.Path(config.style.net).expanduser()
   if not config.style.net or not path.is_file():
     raise FileNotFoundError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
                             "python -m dapose_jax.style_training (dapose_jax.train.run does it on its own)")
-  return checked_like(flax.serialization.from_bytes(template, path.read_bytes()), template)
+  from dapose_jax import style_training  # imports this module
+
+  params, _ = style_training.load_style_net(path)
+  return checked_like(params, template)
 
 
 def maybe_stylise(config, rng, style_params, content, style_images, prob):
