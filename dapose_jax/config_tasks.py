@@ -74,18 +74,8 @@ def demo_config(variant=""):
   c.style.update(width=0.25, depth=2, steps=300, lr=3e-4, batch_size=8, log_every=25)
 
   if variant == "smoke":
-    c.model.upsampling_features = 32
-    c.image_size = 64
-    c.heatmap_size = 16
-    for domain in (c.source, c.target):
-      domain.render_size = 64
-      domain.test_size = 64
-    c.batch_size = 8
-    c.eval_batch_size = 16
-    c.epochs = 2
-    c.iters_per_epoch = 10
-    c.log_every = 5
-    c.eval_every = c.checkpoint_every = 10
+    shrink(c, image_size=64, heatmap_size=16, features=32, render_size=64, test_size=64, batch_size=8,
+           iters_per_epoch=10, log_every=5)
     c.regda.pretrain_epochs = 1
     for method in (c.mean_teacher, c.daml):
       method.update(pretrain_epochs=1, occlude_size=2)
@@ -93,3 +83,20 @@ def demo_config(variant=""):
   elif variant:
     raise ValueError(f"unknown variant {variant!r} of configs/demo.py; expected '' or 'smoke'")
   return c
+
+
+def shrink(c, *, image_size, heatmap_size, features, render_size, test_size, batch_size, iters_per_epoch,
+           log_every):
+  """Scales the demo down in place to a 2-epoch run that evaluates and checkpoints once per epoch."""
+  c.model.upsampling_features = features
+  c.image_size = image_size
+  c.heatmap_size = heatmap_size
+  for domain in (c.source, c.target):
+    domain.render_size = render_size
+    domain.test_size = test_size
+  c.batch_size = batch_size
+  c.eval_batch_size = 2 * batch_size
+  c.epochs = 2
+  c.iters_per_epoch = iters_per_epoch
+  c.log_every = log_every
+  c.eval_every = c.checkpoint_every = iters_per_epoch

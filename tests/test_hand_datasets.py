@@ -126,12 +126,17 @@ def write_rhd(root, sets=(("training", RHD_TRAINING), ("evaluation", RHD_EVALUAT
   return root
 
 
+def built(tmp_path_factory, name, write_release):
+  """A fixture release written by ``write_release`` under ROOT/release and built into ROOT/tfds: ROOT."""
+  root = tmp_path_factory.mktemp(name)
+  write_release(root / "release")
+  build.build(name, root / "release", root / "tfds")
+  return root
+
+
 @pytest.fixture(scope="module")
 def rhd_built(tmp_path_factory):
-  root = tmp_path_factory.mktemp("rhd")
-  write_rhd(root / "release")
-  build.build("rhd", root / "release", root / "tfds")
-  return root
+  return built(tmp_path_factory, "rhd", write_rhd)
 
 
 def test_rhd_keeps_the_hands_tllib_keeps_per_split(rhd_built):
@@ -252,10 +257,7 @@ def tllib_split(samples, max_test=3200):
 
 @pytest.fixture(scope="module")
 def freihand_built(tmp_path_factory):
-  root = tmp_path_factory.mktemp("freihand")
-  write_freihand(root / "release")
-  build.build("freihand", root / "release", root / "tfds")
-  return root
+  return built(tmp_path_factory, "freihand", write_freihand)
 
 
 def test_freihand_split_is_tllibs_seed_42_shuffle_of_all_versions(freihand_built):

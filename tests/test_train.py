@@ -7,23 +7,13 @@ import numpy as np
 import pytest
 
 import configs.demo
-from dapose_jax import methods, skeletons, train
+from dapose_jax import config_tasks, methods, skeletons, train
 
 
 def tiny_config(**overrides):
   c = configs.demo.get_config("smoke")
-  c.image_size = 32
-  c.heatmap_size = 8
-  c.model.upsampling_features = 16
-  for domain in (c.source, c.target):
-    domain.render_size = 48
-    domain.test_size = 12
-  c.batch_size = 4
-  c.eval_batch_size = 8
-  c.epochs = 2
-  c.iters_per_epoch = 3
-  c.log_every = 1
-  c.eval_every = c.checkpoint_every = 3
+  config_tasks.shrink(c, image_size=32, heatmap_size=8, features=16, render_size=48, test_size=12, batch_size=4,
+                      iters_per_epoch=3, log_every=1)
   for key, value in overrides.items():
     c[key] = value
   return c

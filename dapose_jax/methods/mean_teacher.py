@@ -24,22 +24,18 @@ import jax.numpy as jnp
 import optax
 
 from dapose_jax import keypoints, losses, metrics, teacher, views
-from dapose_jax.methods import common
+from dapose_jax.methods import common, source_only
 from dapose_jax.models import discriminator
 from dapose_jax.models.gradient import reverse_gradient
 
 
 @flax.struct.dataclass
-class State:
-  step: jax.Array
-  params: dict
-  batch_stats: dict
-  opt_state: optax.OptState
+class State(source_only.State):
+  """The student's source-only state plus the teacher and the feature discriminator."""
   teacher_params: dict
   teacher_batch_stats: dict
   disc_params: dict  # empty without the feature-level term
   opt_disc: optax.OptState
-  style: dict  # frozen AdaIN encoder and decoder; empty without stylisation
 
 
 def settings(config):
