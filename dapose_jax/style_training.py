@@ -118,6 +118,17 @@ def load_style_net(path):
   return jax.tree.map(jnp.asarray, params), info["style"]["width"]
 
 
+def load_style(config, template):
+  """The frozen AdaIN encoder + decoder at ``config.style.net``, checked against ``template`` (the
+  method state's ``style`` field)."""
+  path = pathlib.Path(config.style.net).expanduser()
+  if not config.style.net or not path.is_file():
+    raise FileNotFoundError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
+                            "python -m dapose_jax.style_training (dapose_jax.train.run does it on its own)")
+  params, _ = load_style_net(path)
+  return common.checked_like(params, template)
+
+
 def initial_style_params(style_config):
   """Random (He-normal) encoder and decoder at ``width``, replaced by the released files that are named."""
   params = style.init_style_params(jax.random.key(style_config.seed), style_config.width,

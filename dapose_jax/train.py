@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dapose_jax import methods, metrics, parallel
+from dapose_jax import methods, metrics, parallel, style_training
 from dapose_jax.data import pipeline, sources
 from dapose_jax.methods import common
 from dapose_jax.metric_writers import MetricWriter, Progress
@@ -123,8 +123,6 @@ def run(config, workdir):
   if hasattr(method, "configure"):
     config = method.configure(config)
   if getattr(method, "uses_style", lambda c: False)(config) and not config.style.net:
-    from dapose_jax import style_training
-
     config = config.copy_and_resolve_references()
     config.style.net = str(style_training.train_decoder(config, workdir / "style"))
   stage1 = method.pretrain_config(config) if hasattr(method, "pretrain_config") else None

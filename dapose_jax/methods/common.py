@@ -105,25 +105,11 @@ def checked_like(loaded, expected):
 
 
 def init_style(config):
-  """Zero style-network parameters of the right shapes, for ``load_style`` to fill after ``init`` (shapes
+  """Zero style-network parameters of the right shapes, for ``style_training.load_style`` to fill after ``init`` (shapes
   only: compiling the VGG initialisation into ``init`` would cost a minute on CPU)."""
   shapes = jax.eval_shape(lambda: style.init_style_params(jax.random.key(0), config.style.width, config.image_size,
                                                           config.style.depth))
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-
-def load_style(config, template):
-  """The frozen AdaIN encoder + decoder saved at ``config.style.net`` (written by
-  ``dapose_jax.style_training``, beside its style_net.json), read by ``style_training.load_style_net`` and
-  checked against ``template``."""
-  path = pathlib.Path(config.style.net).expanduser()
-  if not config.style.net or not path.is_file():
-    raise FileNotFoundError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
-                            "python -m dapose_jax.style_training (dapose_jax.train.run does it on its own)")
-  from dapose_jax import style_training  # imports this module
-
-  params, _ = style_training.load_style_net(path)
-  return checked_like(params, template)
 
 
 def maybe_stylise(config, rng, style_params, content, style_images, prob):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import keypoints, losses, metrics, teacher, views
+from dapose_jax import keypoints, losses, metrics, style_training, teacher, views
 from dapose_jax.methods import common, source_only
 from dapose_jax.models import discriminator
 from dapose_jax.models.gradient import reverse_gradient
@@ -105,7 +105,7 @@ def load_pretrained(config, state):
   """Student and teacher from the stage-1 checkpoint (every parameter and BatchNorm statistic; the Adam
   state starts fresh, where the reference keeps stage 1's), and the frozen style network."""
   if uses_style(config):
-    state = state.replace(style=common.load_style(config, state.style))
+    state = state.replace(style=style_training.load_style(config, state.style))
   if not settings(config).pretrained:
     return state
   stage1 = common.restore_best(settings(config).pretrained)

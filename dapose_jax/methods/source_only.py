@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import metrics
+from dapose_jax import metrics, style_training
 from dapose_jax.methods import common
 
 
@@ -50,7 +50,7 @@ def init(config, rng):
 
 def load_pretrained(config, state):
   """The frozen style network, when the source is stylised."""
-  return state.replace(style=common.load_style(config, state.style)) if uses_style(config) else state
+  return state.replace(style=style_training.load_style(config, state.style)) if uses_style(config) else state
 
 
 def train_step(config, state, source, target):
