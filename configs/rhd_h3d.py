@@ -9,4 +9,5 @@ from dapose_jax import config_tasks
 
 
 def get_config(variant=""):
-  return config_tasks.task_config("rhd", "h3d", "hand21", rotation=180.0, variant=variant, regda_epochs=30)
+  return config_tasks.task_config("rhd", "h3d", rotation=180.0, variant=variant,
+                                  config_file="configs/rhd_h3d.py", regda_epochs=30)

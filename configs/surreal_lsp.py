@@ -9,4 +9,5 @@ from dapose_jax import config_tasks
 
 
 def get_config(variant=""):
-  return config_tasks.task_config("surreal", "lsp", "body16", rotation=30.0, variant=variant, regda_epochs=30)
+  return config_tasks.task_config("surreal", "lsp", rotation=30.0, variant=variant,
+                                  config_file="configs/surreal_lsp.py", regda_epochs=30)

@@ -15,5 +15,5 @@ ANIMALS = {"": ("hound_sheep", "dog_sheep"), "all": ("hound_sheep", "dog_sheep")
 
 
 def get_config(variant=""):
-  return config_tasks.animal_task_config("configs/synanimal_animalpose.py", ANIMALS, "synanimal",
-                                         "animal_pose", "animal14", variant)
+  return config_tasks.animal_task_config("configs/synanimal_animalpose.py", ANIMALS, "synanimal", "animal_pose",
+                                         variant)

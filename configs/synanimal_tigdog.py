@@ -15,5 +15,4 @@ ANIMALS = {"": ("horse_tiger", "horse_tiger"), "all": ("horse_tiger", "horse_tig
 
 
 def get_config(variant=""):
-  return config_tasks.animal_task_config("configs/synanimal_tigdog.py", ANIMALS, "synanimal",
-                                         "tigdog", "animal18", variant)
+  return config_tasks.animal_task_config("configs/synanimal_tigdog.py", ANIMALS, "synanimal", "tigdog", variant)

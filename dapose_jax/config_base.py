@@ -2,6 +2,8 @@
 
 from ml_collections import ConfigDict
 
+from dapose_jax.data import sources
+
 
 def augment(rotation, resize_pad=False, enabled=True):
   """tllib's RegDA/ERM training transform: rotation -> random resized crop -> colour jitter -> blur."""
@@ -10,15 +12,25 @@ def augment(rotation, resize_pad=False, enabled=True):
 
 
 def domain(name, **fields):
-  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform.
+  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform and
+  ``keypoint_set`` is the one the data set declares.
 
   LSP gets tllib's fixed transform: tllib's LSP ignores the transform argument and only resizes and
   zero-pads to a square, also for target training.
   """
+  keypoint_set = sources.dataset_keypoint_set(name).name
+  if fields.pop("keypoint_set", keypoint_set) != keypoint_set:
+    raise ValueError(f"data set {name!r} stores {keypoint_set} keypoints; leave keypoint_set out of its config")
   if name == "lsp":
-    return ConfigDict(dict(name=name, resize_pad=True, augment=augment(30.0, resize_pad=True, enabled=False),
-                           **fields))
-  return ConfigDict(dict(name=name, resize_pad=False, augment=augment(30.0), **fields))
+    return ConfigDict(dict(name=name, keypoint_set=keypoint_set, resize_pad=True,
+                           augment=augment(30.0, resize_pad=True, enabled=False), **fields))
+  return ConfigDict(dict(name=name, keypoint_set=keypoint_set, resize_pad=False, augment=augment(30.0), **fields))
+
+
+def pck_eval(domain, split="test"):
+  """PCK@0.05 per keypoint group of ``config[domain]``'s ``split``, aggregated over the split as tllib's
+  ``validate`` does (``aggregation="udape"``: per keypoint first, as UDAPE and DAML do)."""
+  return dict(type="pck", domain=domain, split=split, threshold=0.05, aggregation="tllib")
 
 
 def base_config():
@@ -37,8 +49,11 @@ def base_config():
   c.eval_every = 500
   c.checkpoint_every = 500
   c.keep_checkpoints = 2
-  c.select_on = "target"  # the reference selects its checkpoint on the target test split
-  c.pck = dict(threshold=0.05, aggregation="tllib")
+  # Evaluators (dapose_jax/evaluators) by name, run every eval_every steps. select_on names the value that picks
+  # the best checkpoint: "NAME/KEY", or "NAME" for that evaluator's headline value (PCK: "all"). The reference
+  # selects on the target test split.
+  c.evals = dict(target=pck_eval("target"), source=pck_eval("source"))
+  c.select_on = "target"
   c.data = dict(num_threads=2, prefetch=4, workers=0)
   # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
   c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,

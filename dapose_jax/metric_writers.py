@@ -6,6 +6,8 @@ import time
 
 import jax
 
+from dapose_jax import workdirs
+
 log = logging.getLogger("dapose_jax")
 
 
@@ -17,10 +19,10 @@ class MetricWriter:
       return
     from tensorboardX import SummaryWriter
 
-    self.path = workdir / "metrics.jsonl"
+    self.path = workdir / workdirs.METRICS
     self._drop_lines_after(resume_step)
     self._jsonl = open(self.path, "a")
-    self._tb = SummaryWriter(str(workdir / "tensorboard"))
+    self._tb = SummaryWriter(str(workdir / workdirs.TENSORBOARD))
 
   def _drop_lines_after(self, step):
     """On resume, forget what was logged after the restored checkpoint: those steps run again."""

@@ -33,5 +33,9 @@ def to_global(batch, mesh):
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
-def replicate(tree, mesh):
-  return jax.device_put(tree, replicated(mesh))
+def global_sum(local_count):
+  """The sum over all processes of an integer that each process counted on its own."""
+  if jax.process_count() == 1:
+    return local_count
+  from jax.experimental import multihost_utils
+  return int(np.sum(multihost_utils.process_allgather(np.array(local_count))))

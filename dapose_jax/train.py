@@ -1,6 +1,8 @@
-"""The training loop: pipelines, jitted steps over the mesh, evaluation, metrics, checkpoints, NaN guard.
+"""The training loop: a method's stages in order and, for each, the pipelines, the jitted step over the mesh,
+the evaluators, metrics, checkpoints and the NaN guard.
 
-Nothing here is method-specific: a method module supplies init / train_step / eval_heatmaps.
+Nothing here knows a method or its config section: a method declares its state, step, stages and hooks
+(``methods.base.Method``), the config names the evaluators (``config.evals``).
 """
 
 import functools
@@ -12,13 +14,10 @@ import time
 
 import grain
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
-from dapose_jax import methods, metrics, parallel, style_training
+from dapose_jax import evaluators, methods, parallel, workdirs
 from dapose_jax.data import pipeline, sources
-from dapose_jax.methods import common
 from dapose_jax.metric_writers import MetricWriter, Progress
 
 log = logging.getLogger("dapose_jax")
@@ -28,67 +27,26 @@ class NonFiniteLossError(RuntimeError):
   pass
 
 
-def _check_workdir_config(config, workdir):
-  """Write config.json, or check that a resumed run uses the same config (never overwrite silently)."""
-  path = workdir / "config.json"
-  new = json.loads(config.to_json_best_effort())
-  if path.exists():
-    old = json.loads(path.read_text())
-    if old != new:
-      changed = sorted(_diff_keys(old, new))
-      raise ValueError(
-          f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
-          "Use a new --workdir, or repeat the original flags to resume that run.")
-  elif jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+def run(config, workdir):
+  """Trains ``config.method`` in ``workdir``: the stages it declares (its style network, its stage 1, then its
+  own), each in its own folder; a finished stage is reused. Returns the last stage's (state, results), or None
+  when there is nothing left to train."""
+  workdir = pathlib.Path(workdir).expanduser().resolve()
+  out = None
+  for stage in methods.get(config.method).stages(config, workdir):
+    log.info("stage %s: %s in %s", stage.name, stage.config.method, stage.workdir)
+    out = train_and_evaluate(stage.config, stage.workdir)
+  return out
 
 
-def _diff_keys(a, b, prefix=""):
-  for key in set(a) | set(b):
-    if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-      yield from _diff_keys(a[key], b[key], f"{prefix}{key}.")
-    elif a.get(key) != b.get(key):
-      yield prefix + key
-
-
-def _eval_counts(config, method, state, batch):
-  """Per-keypoint (correct, counted) sums over the real samples of one global batch."""
-  pred = method.eval_heatmaps(config, state, batch["image"])
-  target, _ = common.heatmap_targets(config, batch)
-  correct, counted = metrics.pck_hits(pred, target, config.pck.threshold)
-  counted = counted & (batch["mask"][:, None] > 0)
-  return jnp.sum(correct & counted, axis=0), jnp.sum(counted, axis=0)
-
-
-class Evaluator:
-  """PCK per keypoint group (in percent) on a test split, aggregated as config.pck.aggregation says."""
-
-  def __init__(self, config, method, mesh):
-    self.config = config
-    self.mesh = mesh
-    repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    self._counts = jax.jit(functools.partial(_eval_counts, config, method),
-                           in_shardings=(repl, data), out_shardings=repl)
-
-  def __call__(self, state, source, data_config):
-    groups = sources.keypoint_set(data_config).groups
-    table = metrics.GroupPCK(groups, mode=self.config.pck.aggregation)
-    batches = pipeline.eval_batches(source, batch_size=self.config.eval_batch_size,
-                                    image_size=self.config.image_size,
-                                    resize_pad=data_config.resize_pad)
-    for batch in batches:
-      real = int(batch["mask"].sum())
-      correct, counted = jax.device_get(self._counts(state, parallel.to_global(batch, self.mesh)))
-      per_keypoint = np.where(counted > 0, correct / np.maximum(counted, 1), -1.0)
-      table.update(per_keypoint, self._global_real(real))
-    return {name: 100.0 * value for name, value in table.result().items()}
-
-  def _global_real(self, local_real):
-    if jax.process_count() == 1:
-      return local_real
-    from jax.experimental import multihost_utils
-    return int(np.sum(multihost_utils.process_allgather(np.array(local_real))))
+def train_iterators(config):
+  """The (source, target) training iterators of a run, at their start."""
+  return tuple(
+      pipeline.train_iterator(
+          sources.make_source(data_config, "train"), batch_size=config.batch_size,
+          image_size=config.image_size, augment=data_config.augment, seed=config.seed + offset,
+          num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers)
+      for offset, data_config in enumerate((config.source, config.target)))
 
 
 def _checkpoint_args(state, source_iter, target_iter, progress, restore):
@@ -114,63 +72,42 @@ def _finite_or_raise(values, step, mngr):
                              f"{mngr.directory}")
 
 
-def run(config, workdir):
-  """Runs a method's preparatory stages, then the method: the AdaIN decoder training (into workdir/style)
-  when the method stylises images and ``config.style.net`` is empty, and its pre-training stage (into
-  workdir/pretrain) when it has one. A re-run reuses finished stages."""
-  method = methods.get(config.method)
-  workdir = pathlib.Path(workdir).expanduser().resolve()
-  if hasattr(method, "configure"):
-    config = method.configure(config)
-  if getattr(method, "uses_style", lambda c: False)(config) and not config.style.net:
-    config = config.copy_and_resolve_references()
-    config.style.net = str(style_training.train_decoder(config, workdir / "style"))
-  stage1 = method.pretrain_config(config) if hasattr(method, "pretrain_config") else None
-  if stage1 is not None:
-    pretrain_dir = workdir / "pretrain"
-    log.info("stage 1: %s pre-training in %s", config.method, pretrain_dir)
-    train_and_evaluate(stage1, pretrain_dir)
-    config = config.copy_and_resolve_references()
-    config[config.method].pretrained = str(pretrain_dir / "best")
-  return train_and_evaluate(config, workdir)
-
-
-def train_iterators(config):
-  """The (source, target) training iterators of a run, at their start."""
-  return tuple(
-      pipeline.train_iterator(
-          sources.make_source(data_config, "train"), batch_size=config.batch_size,
-          image_size=config.image_size, augment=data_config.augment, seed=config.seed + offset,
-          num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers)
-      for offset, data_config in enumerate((config.source, config.target)))
+def _selection(config, evals):
+  """(evaluator name, value key) that ``config.select_on`` names, checked before anything is written."""
+  name, _, key = config.select_on.partition("/")
+  if name not in evals:
+    raise ValueError(f"config.select_on={config.select_on!r} names no evaluator; config.evals has {sorted(evals)}")
+  key = key or evals[name].headline
+  if key not in evals[name].keys:
+    raise ValueError(f"config.select_on={config.select_on!r}: evaluator {name!r} has no value {key!r}; it has "
+                     f"{', '.join(evals[name].keys)}")
+  return name, key
 
 
 def train_and_evaluate(config, workdir):
-  """Trains config.method from config, resuming from the latest checkpoint in workdir if present."""
+  """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
   method = methods.get(config.method)
-  source_test = sources.make_source(config.source, "test")
-  target_test = sources.make_source(config.target, "test")
-  _check_workdir_config(config, workdir)
   mesh = parallel.make_mesh()
   parallel.local_batch_size(config.batch_size)
   parallel.local_batch_size(config.eval_batch_size)
+  evals = evaluators.from_config(config, method, mesh)
+  selected = _selection(config, evals) if evals else None
+  source_iter, target_iter = train_iterators(config)
+  workdirs.record_config(methods.recorded_config(config), workdir)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
-
-  source_iter, target_iter = train_iterators(config)
 
   init = jax.jit(functools.partial(method.init, config), out_shardings=repl)
   state = init(jax.random.key(config.seed))
   mngr = ocp.CheckpointManager(
-      workdir / "checkpoints",
+      workdir / workdirs.CHECKPOINTS,
       options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-  best_mngr = ocp.CheckpointManager(workdir / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1))
+  best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
   progress = {"best": None, "history": []}
   start = 0
   if mngr.latest_step() is None:
-    if hasattr(method, "load_pretrained"):
-      state = jax.device_put(method.load_pretrained(config, state), repl)
+    state = jax.device_put(method.load_pretrained(config, state), repl)
   else:
     start = mngr.latest_step()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
@@ -180,7 +117,6 @@ def train_and_evaluate(config, workdir):
 
   train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
                        in_shardings=(repl, data, data), out_shardings=(repl, repl))
-  evaluate = Evaluator(config, method, mesh)
   writer = MetricWriter(workdir, resume_step=start)
   timer = Progress(start, total_steps)
 
@@ -199,16 +135,15 @@ def train_and_evaluate(config, workdir):
       if rate is not None:
         values["steps_per_second"] = rate
       writer.write(step, "train", values)
-    if step % config.eval_every == 0 or step == total_steps:
+    if evals and (step % config.eval_every == 0 or step == total_steps):
       eval_start = time.perf_counter()
-      result = {"target": evaluate(state, target_test, config.target),
-                "source": evaluate(state, source_test, config.source)}
+      result = {name: evaluator.run(state) for name, evaluator in evals.items()}
       writer.write(step, "eval", result)
-      log.info("step %d  target PCK %s  source PCK %s", step, _fmt(result["target"]), _fmt(result["source"]))
+      log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
       entry = {"step": step, **result}
       progress["history"].append(entry)
-      selected = config.select_on
-      if progress["best"] is None or entry[selected]["all"] > progress["best"][selected]["all"]:
+      name, key = selected
+      if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
         progress["best"] = entry
         best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
       timer.exclude(time.perf_counter() - eval_start)
@@ -219,11 +154,12 @@ def train_and_evaluate(config, workdir):
   best_mngr.wait_until_finished()
   writer.close()
   results = {"final": progress["history"][-1] if progress["history"] else None,
-             "best": progress["best"], "selected_on": f"{config.select_on} test 'all' PCK",
-             "metric": f"PCK@{config.pck.threshold} in percent ({config.pck.aggregation} aggregation)",
+             "best": progress["best"], "selected_on": "/".join(selected) if evals else None,
+             "metric": evals[selected[0]].description if evals else None,
              "method": config.method, "steps": total_steps}
   if jax.process_index() == 0:
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (workdir / workdirs.RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+  method.finish(config, state, workdir)
   return state, results
 
 

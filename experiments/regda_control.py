@@ -16,13 +16,15 @@ import argparse
 import functools
 import json
 import pathlib
+import runpy
 
 import jax
 import orbax.checkpoint as ocp
 
 from dapose_jax import train
-from dapose_jax.config_tasks import demo_config
 from dapose_jax.methods import regda, source_only
+
+DEMO = runpy.run_path(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py"))
 
 
 def continue_from(stage1_config, pretrain, control):
@@ -52,8 +54,7 @@ def main():
 
   rows = []
   for seed in args.seeds:
-    config = demo_config()
-    config.method = "regda"
+    config = DEMO["get_config"]("regda")
     config.seed = seed
     stage1 = regda.pretrain_config(config)
     stage1.epochs += args.steps // stage1.iters_per_epoch

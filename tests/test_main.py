@@ -1,3 +1,4 @@
+import pathlib
 import subprocess
 import sys
 
@@ -55,3 +56,29 @@ def test_task_configs_need_real_data_and_stop_before_writing(task, variant, tmp_
   with pytest.raises(MissingDatasetError, match=config.source.name):
     train.run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def run_module(*args, timeout=120):
+  return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_dapose_jax_dispatches_to_its_commands_and_names_an_unknown_one():
+  listing = run_module("dapose_jax")
+  assert listing.returncode == 2 and all(f"  {name} " in listing.stdout for name in ("train", "style", "build"))
+  unknown = run_module("dapose_jax", "trian")
+  assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr
+  build_help = run_module("dapose_jax", "build", "--help")  # absl ends --help with exit status 1
+  assert "Builds a data set" in build_help.stdout and "--manual_dir" in build_help.stdout
+  assert "--dataset" in build_help.stdout and "--workdir" not in build_help.stdout
+  missing = run_module("dapose_jax", "build", "--manual_dir=/nowhere")
+  assert missing.returncode != 0 and "--dataset" in missing.stderr
+
+
+def test_console_script_train_rejects_a_bad_key_before_writing(tmp_path):
+  script = pathlib.Path(sys.executable).parent / "dapose-jax"
+  if not script.exists():
+    pytest.skip("the package is not installed with its console script (pip install -e .)")
+  proc = subprocess.run([str(script), "train", "--config=configs/demo.py:smoke", f"--workdir={tmp_path}",
+                         "--config.no_such_key=1"], capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "no_such_key" in proc.stderr
+  assert not (tmp_path / "config.json").exists()

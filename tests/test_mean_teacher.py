@@ -9,8 +9,9 @@ import pytest
 from ml_collections import ConfigDict
 
 from dapose_jax import config_base, train
+from dapose_jax.data import transforms
 from dapose_jax.methods import common, mean_teacher, source_only
-from dapose_jax.models import style
+from dapose_jax.models import pose, style
 from tests.test_parallel import random_batch
 from tests.test_train import tiny_config
 
@@ -79,7 +80,7 @@ def test_mean_teacher_has_no_discriminator_and_no_alignment_terms():
 def test_evaluation_uses_the_teacher(daml_step):
   config, _, after, _ = daml_step
   images = jnp.asarray(random_batch(config, 2, 5)["image"])
-  model = common.build_model(config)
+  model = pose.build_model(config)
   teacher = common.predict(model, {"params": after.teacher_params, "batch_stats": after.teacher_batch_stats}, images)
   student = common.predict(model, {"params": after.params, "batch_stats": after.batch_stats}, images)
   got = mean_teacher.eval_heatmaps(config, after, images)
@@ -151,8 +152,8 @@ def test_stylisation_is_all_or_nothing_per_batch_and_clipped():
   untouched = [bool(jnp.all(o == content)) for o in outputs]
   assert 0 < sum(untouched) < 8  # p = 0.5: some batches kept, some stylised
   stylised = outputs[untouched.index(False)]
-  low, high = -common.transforms.IMAGENET_MEAN / common.transforms.IMAGENET_STD, (
-      1 - common.transforms.IMAGENET_MEAN) / common.transforms.IMAGENET_STD
+  low, high = -transforms.IMAGENET_MEAN / transforms.IMAGENET_STD, (
+      1 - transforms.IMAGENET_MEAN) / transforms.IMAGENET_STD
   assert bool(jnp.all((stylised >= low - 1e-6) & (stylised <= high + 1e-6)))
 
 

@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import train
-from dapose_jax.methods import common, regda
+from dapose_jax import inputs, train
+from dapose_jax.methods import regda
+from dapose_jax.models import pose
 from tests.test_parallel import random_batch
 from tests.test_train import tiny_config
 
@@ -41,9 +42,9 @@ def changed_groups(before, after):
 def test_each_update_changes_only_its_parameter_groups(setup):
   config, state, source, target = setup
   lam = regda.warm_start_coefficient(500)
-  label, w_s = common.heatmap_targets(config, source)
-  _, w_t = common.heatmap_targets(config, target)
-  x_s, x_t = common.normalize(source["image"]), common.normalize(target["image"])
+  label, w_s = inputs.heatmap_targets(config, source)
+  _, w_t = inputs.heatmap_targets(config, target)
+  x_s, x_t = inputs.normalize(source["image"]), inputs.normalize(target["image"])
   after_a, loss_a, _ = jax.jit(functools.partial(regda.step_a, config))(state, lam, x_s, label, w_s)
   after_b, loss_b = jax.jit(functools.partial(regda.step_b, config))(state, lam, x_t, w_t)
   after_c, loss_c = jax.jit(functools.partial(regda.step_c, config))(state, lam, x_t, w_t)
@@ -55,8 +56,8 @@ def test_each_update_changes_only_its_parameter_groups(setup):
 
 def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_positive_sign(setup):
   config, state, source, _ = setup
-  model = common.build_model(config, head="regda")
-  images = common.normalize(source["image"])
+  model = pose.build_model(config, head="regda")
+  images = inputs.normalize(source["image"])
   probe = jax.random.normal(jax.random.key(3), (4, config.heatmap_size, config.heatmap_size, 16))
 
   def backbone_grad(scale):
@@ -77,8 +78,8 @@ def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_pos
 
 def test_objectives_select_label_and_sign_of_steps_b_and_c(setup):
   config, state, _, target = setup
-  x_t = common.normalize(target["image"])
-  _, w_t = common.heatmap_targets(config, target)
+  x_t = inputs.normalize(target["image"])
+  _, w_t = inputs.heatmap_targets(config, target)
   losses = {}
   for objective in regda.OBJECTIVES:
     c = regda_config()

@@ -10,7 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from dapose_jax import config_tasks, style_training
+import configs.demo
+from dapose_jax import style_net, style_training
+from dapose_jax.data import pipeline
+from dapose_jax.methods import style_decoder
 from dapose_jax.models import style
 
 WIDTH = 1 / 16  # channels 4, 8, 16, 32 instead of 64, 128, 256, 512
@@ -237,7 +240,7 @@ def test_a_few_decoder_steps_lower_the_loss_on_a_fixed_batch(params):
   rng = np.random.default_rng(0)
   source = jnp.asarray(rng.integers(0, 120, (2, SIZE, SIZE, 3)), jnp.uint8)
   target = jnp.asarray(rng.integers(100, 256, (2, SIZE, SIZE, 3)), jnp.uint8)
-  step = jax.jit(lambda d, o, k: style_training.train_step(config, optimizer, d, o, params["encoder"],
+  step = jax.jit(lambda d, o, k: style_decoder.decoder_step(config, optimizer, d, o, params["encoder"],
                                                              source, target, k))
   decoder, opt_state = params["decoder"], optimizer.init(params["decoder"])
   key = jax.random.key(3)  # the same coin every step: a fixed content/style assignment
@@ -252,7 +255,7 @@ def test_a_few_decoder_steps_lower_the_loss_on_a_fixed_batch(params):
 
 def test_decoder_loss_is_content_mse_plus_weighted_gram_mse(params):
   content, style_images = _images(9), _images(10)
-  loss, parts = style_training.decoder_loss(params["decoder"], params["encoder"], content, style_images,
+  loss, parts = style_decoder.decoder_loss(params["decoder"], params["encoder"], content, style_images,
                                             width=WIDTH, style_weight=0.1, content_weight=2.0)
   f_c = style.encode(params["encoder"], content, WIDTH)[-1]
   f_s = style.encode(params["encoder"], style_images, WIDTH)
@@ -266,7 +269,7 @@ def test_decoder_loss_is_content_mse_plus_weighted_gram_mse(params):
 
 
 def _tiny_run_config(**style_overrides):
-  config = config_tasks.demo_config("smoke")
+  config = configs.demo.get_config("smoke")
   config.image_size = SIZE
   config.data.num_threads = 1
   config.style.update({"width": WIDTH, "steps": 3, "batch_size": 4, "log_every": 1, **style_overrides})
@@ -288,28 +291,56 @@ def test_train_decoder_saves_params_and_info_and_reuses_the_file(tmp_path, monke
   initial = style.init_style_params(jax.random.key(config.style.seed), WIDTH, SIZE, config.style.depth)
   jax.tree.map(np.testing.assert_array_equal, saved["encoder"], initial["encoder"])  # frozen
   assert not np.allclose(saved["decoder"]["conv28"]["kernel"], initial["decoder"]["conv28"]["kernel"])
-  loaded, width = style_training.load_style_net(path)
+  loaded, width = style_net.read(path)
   assert width == WIDTH
   jax.tree.map(np.testing.assert_array_equal, loaded, saved)
 
   before = path.stat().st_mtime_ns
-  monkeypatch.setattr(style_training.pipeline, "train_iterator",
+  monkeypatch.setattr(pipeline, "train_iterator",
                       lambda *a, **k: pytest.fail("a second call must not train again"))
   assert style_training.train_decoder(config, tmp_path) == path
   assert path.stat().st_mtime_ns == before
+
+
+def test_decoder_training_resumes_from_its_last_checkpoint_after_a_crash(tmp_path, monkeypatch):
+  import orbax.checkpoint as ocp
+
+  config = _tiny_run_config(steps=4)
+  config.checkpoint_every = 2
+  whole = style_training.train_decoder(config, tmp_path / "whole")
+  save = ocp.CheckpointManager.save
+
+  def crash_after_step_2(manager, step, *args, **kwargs):
+    saved = save(manager, step, *args, **kwargs)
+    if step == 2:
+      manager.wait_until_finished()
+      raise RuntimeError("killed after the checkpoint of step 2")
+    return saved
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", crash_after_step_2)
+  with pytest.raises(RuntimeError, match="killed"):
+    style_training.train_decoder(config, tmp_path / "resumed")
+  monkeypatch.undo()
+  assert (tmp_path / "resumed" / "training" / "checkpoints" / "2").is_dir()
+  assert not (tmp_path / "resumed" / "style_net.msgpack").exists()
+  resumed = style_training.train_decoder(config, tmp_path / "resumed")
+  jax.tree.map(np.testing.assert_array_equal, style_net.read(resumed)[0], style_net.read(whole)[0])
+  histories = [json.loads((path.parent / "style_net.json").read_text())["history"] for path in (whole, resumed)]
+  assert [h["step"] for h in histories[1]] == [1, 2, 3, 4] and histories[0] == histories[1]
+  assert sorted(p.name for p in resumed.parent.iterdir()) == ["style_net.json", "style_net.msgpack"]
 
 
 def test_a_released_decoder_is_imported_instead_of_trained(tmp_path, monkeypatch):
   encoder_sd, decoder_sd = _released_state_dicts(1)
   np.savez(tmp_path / "vgg.npz", **encoder_sd)
   np.savez(tmp_path / "dec.npz", **decoder_sd)
-  monkeypatch.setattr(style_training.pipeline, "train_iterator",
+  monkeypatch.setattr(pipeline, "train_iterator",
                       lambda *a, **k: pytest.fail("an imported decoder is not trained"))
   with pytest.raises(ValueError, match="full width"):
     style_training.train_decoder(_tiny_run_config(encoder=str(tmp_path / "vgg.npz")), tmp_path / "narrow")
   config = _tiny_run_config(width=1.0, depth=4, encoder=str(tmp_path / "vgg.npz"), decoder=str(tmp_path / "dec.npz"))
   path = style_training.train_decoder(config, tmp_path / "run")
-  loaded, width = style_training.load_style_net(path)
+  loaded, width = style_net.read(path)
   assert width == 1.0
   np.testing.assert_array_equal(loaded["decoder"]["conv28"]["kernel"], decoder_sd["28.weight"].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(loaded["encoder"]["conv29"]["bias"], encoder_sd["29.bias"])
@@ -321,7 +352,7 @@ def test_demo_configs_scale_the_style_net_down_and_base_keeps_udape_values():
 
   ref = config_base.base_config().style
   assert (ref.lr, ref.batch_size, ref.steps, ref.style_weight, ref.width, ref.depth) == (1e-5, 4, 500_000, 0.1, 1.0, 4)
-  demo, smoke = config_tasks.demo_config().style, config_tasks.demo_config("smoke").style
+  demo, smoke = configs.demo.get_config().style, configs.demo.get_config("smoke").style
   assert demo.width < 1 and demo.steps < 1000 and smoke.steps < demo.steps and smoke.width <= demo.width
 
 

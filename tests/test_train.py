@@ -1,18 +1,18 @@
+import dataclasses
 import json
 import shutil
-import types
 
 import jax
 import numpy as np
 import pytest
 
 import configs.demo
-from dapose_jax import config_tasks, methods, skeletons, train
+from dapose_jax import methods, skeletons, train
 
 
 def tiny_config(**overrides):
   c = configs.demo.get_config("smoke")
-  config_tasks.shrink(c, image_size=32, heatmap_size=8, features=16, render_size=48, test_size=12, batch_size=4,
+  configs.demo.shrink(c, image_size=32, heatmap_size=8, features=16, render_size=48, test_size=12, batch_size=4,
                       iters_per_epoch=3, log_every=1)
   for key, value in overrides.items():
     c[key] = value
@@ -70,6 +70,19 @@ def test_workdir_with_a_different_config_is_refused(finished_run):
     train.train_and_evaluate(config, workdir)
 
 
+def test_config_json_holds_only_the_sections_the_run_uses_so_other_methods_do_not_block_a_resume(finished_run,
+                                                                                               tmp_path):
+  workdir, final_state, results = finished_run
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert "source_only" in recorded and not {"regda", "mean_teacher", "daml", "style"} & set(recorded)
+  resumed_dir = tmp_path / "resumed"
+  shutil.copytree(workdir, resumed_dir)
+  config = tiny_config()
+  config.regda.lr = 0.5  # a section that source-only training never reads
+  state, resumed = train.train_and_evaluate(config, resumed_dir)
+  assert resumed["final"] == results["final"] and int(state.step) == int(final_state.step)
+
+
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   real = methods.get("source_only")
 
@@ -79,7 +92,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
     params = jax.tree.map(lambda p: jax.numpy.where(bad, jax.numpy.nan, p), state.params)
     return state.replace(params=params), {**values, "loss": jax.numpy.where(bad, jax.numpy.nan, values["loss"])}
 
-  fake = types.SimpleNamespace(init=real.init, eval_heatmaps=real.eval_heatmaps, train_step=poisoned_step)
+  fake = dataclasses.replace(real, train_step=poisoned_step)
   monkeypatch.setattr(methods, "get", lambda name: fake)
   with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*step 3"):
     train.train_and_evaluate(tiny_config(), tmp_path)

@@ -2,19 +2,23 @@
 
   python -m dapose_jax.data.build --dataset lsp --manual_dir ~/data/lsp [--data_dir ~/tensorflow_datasets]
 
-TFDS writes into a temporary ``<data_dir>/<name>/incomplete.*`` folder and renames it to the version folder
-only when every split is written, so an interrupted build is never read (``make_source`` still reports the
-data set as missing). A re-run rebuilds from scratch; a leftover ``incomplete.*`` folder from a killed
-build may be deleted. A re-run after a finished build does nothing.
+(also ``dapose-jax build ...``). TFDS writes into a temporary ``<data_dir>/<name>/incomplete.*`` folder and
+renames it to the version folder only when every split is written, so an interrupted build is never read
+(``make_source`` still reports the data set as missing). A re-run rebuilds from scratch; a leftover
+``incomplete.*`` folder from a killed build may be deleted. A re-run after a finished build does nothing.
 """
 
-import argparse
 import pathlib
+import sys
 import time
 
 import tensorflow_datasets as tfds
+from absl import flags
 
+from dapose_jax import cli
 from dapose_jax.data import builders
+
+FLAGS = flags.FLAGS
 
 
 def build(name, manual_dir, data_dir="~/tensorflow_datasets"):
@@ -26,20 +30,21 @@ def build(name, manual_dir, data_dir="~/tensorflow_datasets"):
   return builder
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  names = sorted(builders.REGISTRY)
-  parser.add_argument("--dataset", required=True, choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
-  parser.add_argument("--manual_dir", required=True,
-                      help="the data set's release, downloaded by hand and unpacked; a build that misses a file "
-                           "names it and shows the expected layout")
-  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
-  args = parser.parse_args()
+def define_flags():
+  flags.DEFINE_enum("dataset", None, sorted(builders.REGISTRY), "The data set to build.")
+  flags.DEFINE_string("manual_dir", None, "The data set's release, downloaded by hand and unpacked; a build that "
+                      "misses a file names it and shows the expected layout.")
+  flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where the built data sets live.")
+  flags.mark_flags_as_required(["dataset", "manual_dir"])
+
+
+def main(argv):
+  cli.expect_no_arguments(argv)
   start = time.perf_counter()
-  builder = build(args.dataset, args.manual_dir, args.data_dir)
+  builder = build(FLAGS.dataset, FLAGS.manual_dir, FLAGS.data_dir)
   splits = ", ".join(f"{name}: {split.num_examples} examples" for name, split in builder.info.splits.items())
-  print(f"{args.dataset} is built in {builder.data_dir} ({splits}; {time.perf_counter() - start:.1f} s)")
+  print(f"{FLAGS.dataset} is built in {builder.data_dir} ({splits}; {time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":
-  main()
+  cli.run_command(sys.modules[__name__])

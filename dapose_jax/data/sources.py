@@ -1,7 +1,10 @@
 """Random-access data sources by name: each item is dict(image uint8 (H, W, 3), keypoints (K, 2), visible (K,)).
 
-Built TFDS data sets (see ``dapose_jax.data.build``) also carry their raw annotations (LSP: ``joints14``,
-``image_id``), which the pipeline ignores.
+Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
+embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
+``keypoint_set`` is filled from that declaration when the config is made (``config_base.domain``) and checked
+against it when the source is opened. Built TFDS data sets (see ``dapose_jax.data.build``) also carry their raw
+annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores.
 """
 
 import pathlib
@@ -13,6 +16,15 @@ class MissingDatasetError(FileNotFoundError):
   pass
 
 
+def dataset_keypoint_set(name):
+  """The keypoint set that the data set ``name`` stores."""
+  if name == "synthetic":
+    from dapose_jax.data import synthetic
+
+    return synthetic.SyntheticPose.keypoint_set
+  return skeletons.get(_builder_class(name).keypoint_set())
+
+
 def make_source(data_config, split):
   """The source named by ``data_config.name`` for ``split`` ('train' or 'test')."""
   name = data_config.name
@@ -20,17 +32,46 @@ def make_source(data_config, split):
     from dapose_jax.data import synthetic
 
     size = data_config.train_size if split == "train" else data_config.test_size
-    return synthetic.SyntheticPose(
+    source = synthetic.SyntheticPose(
         style=data_config.style, split=split, num_samples=size,
         image_size=data_config.render_size, seed=data_config.seed)
+  else:
+    source = _built_source(_builder_class(name), name, data_config.data_dir, split)
+  if data_config.keypoint_set != source.keypoint_set.name:
+    raise ValueError(f"data set {name!r} stores {source.keypoint_set.name} keypoints, but its config says "
+                     f"keypoint_set={data_config.keypoint_set!r}; leave keypoint_set as the config file sets it")
+  return source
+
+
+def _builder_class(name):
   from dapose_jax.data import builders
 
-  if name in builders.REGISTRY:
-    return _built_source(builders.REGISTRY[name], name, data_config.data_dir, split)
-  raise MissingDatasetError(
-      f"dataset {name!r} is not available: dapose_jax can build {sorted(builders.REGISTRY)} (python -m "
-      "dapose_jax.data.build) and embeds 'synthetic' (e.g. --config configs/demo.py); the other real "
-      "benchmarks have no builder yet (see the README's status table).")
+  if name not in builders.REGISTRY:
+    raise MissingDatasetError(
+        f"dataset {name!r} is not available: dapose_jax can build {sorted(builders.REGISTRY)} (python -m "
+        "dapose_jax.data.build) and embeds 'synthetic' (e.g. --config configs/demo.py); the other real "
+        "benchmarks have no builder yet (see the README's status table).")
+  return builders.REGISTRY[name]
+
+
+class BuiltSplit:
+  """One split of a built TFDS data set, read by index, with the keypoint set its builder declares."""
+
+  def __init__(self, data_source, keypoint_set):
+    self._data = data_source
+    self.keypoint_set = keypoint_set
+
+  def __len__(self):
+    return len(self._data)
+
+  def __getitem__(self, index):
+    return self._data[index]
+
+  def __getitems__(self, indices):
+    return self._data.__getitems__(indices)
+
+  def __repr__(self):
+    return f"BuiltSplit({self._data!r}, keypoint_set={self.keypoint_set.name})"
 
 
 def _built_source(builder_class, name, data_dir, split):
@@ -43,10 +84,5 @@ def _built_source(builder_class, name, data_dir, split):
         f"dataset {name!r} is not built in {data_dir}. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n"
         f"Then build it once (seconds to minutes):\n  python -m dapose_jax.data.build --dataset {name} "
         f"--manual_dir MANUAL_DIR --data_dir {data_dir}")
-  return builder.as_data_source(split=builder_class.SPLITS[split])
-
-
-def keypoint_set(data_config):
-  if data_config.name == "synthetic":
-    return skeletons.BODY16
-  return skeletons.get(data_config.keypoint_set)
+  return BuiltSplit(builder.as_data_source(split=builder_class.SPLITS[split]),
+                    skeletons.get(builder_class.keypoint_set()))

@@ -1,15 +1,22 @@
-"""Methods: each module defines ``init(config, rng) -> State``,
-``train_step(config, state, source_batch, target_batch) -> (state, metrics)`` and
-``eval_heatmaps(config, state, images) -> heatmaps``; optional hooks that ``train.run`` calls:
-``configure(config) -> config``, ``uses_style(config)``, ``pretrain_config(config)`` and
-``load_pretrained(config, state)``."""
+"""The training methods by name (``config.method``); each module declares its ``METHOD`` (``base.Method``)."""
 
-import importlib
+import json
 
-NAMES = ("source_only", "regda", "mean_teacher", "daml")
+from dapose_jax.methods import daml, mean_teacher, regda, source_only, style_decoder
+
+REGISTRY = {m.name: m for m in (source_only.METHOD, regda.METHOD, mean_teacher.METHOD, daml.METHOD,
+                                style_decoder.METHOD)}
+NAMES = tuple(REGISTRY)
 
 
 def get(name):
-  if name not in NAMES:
+  if name not in REGISTRY:
     raise ValueError(f"config.method={name!r} is not a method; choose one of {', '.join(NAMES)}")
-  return importlib.import_module(f"dapose_jax.methods.{name}")
+  return REGISTRY[name]
+
+
+def recorded_config(config):
+  """``config`` as a JSON-ready dict, without the sections of the methods that a run of ``config.method`` does
+  not read: what the run records in ``config.json`` and what a resumed run must match."""
+  unused = {m.own_section for m in REGISTRY.values()} - set(get(config.method).sections(config))
+  return {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in unused}

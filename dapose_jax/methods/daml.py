@@ -6,8 +6,8 @@ The step is the mean teacher's (``mean_teacher.py``) with ``config.daml``'s weig
 ablation of the paper's Table 6 sets ``feature_weight`` or ``pose_weight`` to 0.
 """
 
-from dapose_jax.methods.mean_teacher import (State, configure, eval_heatmaps, init, load_pretrained,
-                                             pretrain_config, train_step, uses_style)
+import dataclasses
 
-__all__ = ["State", "configure", "eval_heatmaps", "init", "load_pretrained", "pretrain_config", "train_step",
-           "uses_style"]
+from dapose_jax.methods import mean_teacher
+
+METHOD = dataclasses.replace(mean_teacher.METHOD, name="daml")

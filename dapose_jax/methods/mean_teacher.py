@@ -1,7 +1,9 @@
 """Mean teacher of UDAPE (Kim et al., ECCV 2022), with DAML's feature- and pose-level alignment as options.
 
-Stage 1 (``pretrain_config``) is source-only training with MSE, Adam and source images stylised with
-target style (p 0.5). Stage 2 starts student and teacher from the stage-1 checkpoint and, per iteration:
+The AdaIN network is trained first into WORKDIR/style unless ``config.style.net`` names one. Stage 1
+(``pretrain_config``, into WORKDIR/pretrain unless ``pretrained`` names a checkpoint) is source-only
+training with MSE, Adam and source images stylised with target style (p 0.5). Stage 2 starts student and
+teacher from the stage-1 checkpoint and, per iteration:
   1. stylises the source batch with target style (p ``source_style_prob``) and the teacher's view with
      source style (p ``teacher_style_prob``), alpha ~ U(0, 1), clipped to the normalised range;
   2. draws a teacher view and a student view of each target base crop (random affine + colour jitter, on
@@ -23,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import keypoints, losses, metrics, style_training, teacher, views
-from dapose_jax.methods import common, source_only
-from dapose_jax.models import discriminator
+from dapose_jax import checkpoints, inputs, keypoints, losses, metrics, style_net, teacher, views
+from dapose_jax.methods import base, common, source_only, style_decoder
+from dapose_jax.models import discriminator, pose
 from dapose_jax.models.gradient import reverse_gradient
 
 
@@ -74,7 +76,7 @@ def _discriminator(config):
 
 def init(config, rng):
   k_model, k_disc = jax.random.split(rng)
-  variables = common.init_variables(common.build_model(config), config, k_model)
+  variables = pose.init_variables(pose.build_model(config), k_model)
   params, batch_stats = variables["params"], variables["batch_stats"]
   disc_params = {}
   if settings(config).feature_weight > 0:
@@ -84,7 +86,7 @@ def init(config, rng):
   return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=opt.init(params),
                teacher_params=params, teacher_batch_stats=batch_stats, disc_params=disc_params,
                opt_disc=opt_disc.init(disc_params),
-               style=common.init_style(config) if uses_style(config) else {})
+               style=style_net.template(config) if uses_style(config) else {})
 
 
 def pretrain_config(config):
@@ -93,23 +95,25 @@ def pretrain_config(config):
   c = settings(config)
   if c.pretrained:
     return None
-  stage1 = config.copy_and_resolve_references()
-  stage1.method = "source_only"
-  stage1.epochs = c.pretrain_epochs
-  stage1.select_on = c.pretrain_select_on
-  stage1.source_only.update(c.pretrain.to_dict())
-  return stage1
+  return base.pretrain_config(config, epochs=c.pretrain_epochs, select_on=c.pretrain_select_on, recipe=c.pretrain)
+
+
+def prepare(config, workdir):
+  """The style network (unless ``config.style.net`` names one), stage 1 (unless ``pretrained`` names a
+  checkpoint), then stage 2 starting from stage 1's best."""
+  style_stages, config = style_decoder.with_style_network(config, workdir, uses_style(config))
+  return [*style_stages, *base.with_pretrain_stage(config, workdir, pretrain_config(config), config.method)]
 
 
 def load_pretrained(config, state):
   """Student and teacher from the stage-1 checkpoint (every parameter and BatchNorm statistic; the Adam
   state starts fresh, where the reference keeps stage 1's), and the frozen style network."""
   if uses_style(config):
-    state = state.replace(style=style_training.load_style(config, state.style))
+    state = state.replace(style=style_net.load(config, state.style))
   if not settings(config).pretrained:
     return state
-  stage1 = common.restore_best(settings(config).pretrained)
-  params, batch_stats = common.checked_like(stage1["params"], state.params), common.checked_like(
+  stage1 = checkpoints.restore_best(settings(config).pretrained)
+  params, batch_stats = checkpoints.checked_like(stage1["params"], state.params), checkpoints.checked_like(
       stage1["batch_stats"], state.batch_stats)
   copy = lambda tree: jax.tree.map(jnp.copy, tree)  # separate buffers: the train step donates the state
   return state.replace(params=params, batch_stats=batch_stats, teacher_params=copy(params),
@@ -118,16 +122,16 @@ def load_pretrained(config, state):
 
 def train_step(config, state, source, target):
   c = settings(config)
-  model = common.build_model(config)
+  model = pose.build_model(config)
   size, hm_size = config.image_size, config.heatmap_size
   view_params = views.ViewParams(**c.view)
   k_s2t, k_t2s, k_tview, k_sview, k_tcol, k_scol, k_occ = jax.random.split(
       jax.random.fold_in(jax.random.key(config.seed), state.step), 7)
 
-  raw_source = common.normalize(source["image"])
-  target_style = common.normalize(target["image"])
+  raw_source = inputs.normalize(source["image"])
+  target_style = inputs.normalize(target["image"])
   source_images = common.maybe_stylise(config, k_s2t, state.style, raw_source, target_style, c.source_style_prob)
-  labels, weights = common.heatmap_targets(config, source)
+  labels, weights = inputs.heatmap_targets(config, source)
 
   base = target["image"].astype(jnp.float32)
   batch = base.shape[0]
@@ -135,7 +139,7 @@ def train_step(config, state, source, target):
   student_m = views.sample_matrices(k_sview, batch, size, view_params)
   to_heatmap = lambda m: views.rescale(m, hm_size / size)
 
-  teacher_view = common.normalize(views.color_jitter(k_tcol, views.to_view(base, teacher_m), view_params.color))
+  teacher_view = inputs.normalize(views.color_jitter(k_tcol, views.to_view(base, teacher_m), view_params.color))
   teacher_view = common.maybe_stylise(config, k_t2s, state.style, teacher_view, raw_source, c.teacher_style_prob)
   out, teacher_updates = model.apply({"params": state.teacher_params, "batch_stats": state.teacher_batch_stats},
                                      teacher_view, train=True, mutable=["batch_stats"])
@@ -143,14 +147,14 @@ def train_step(config, state, source, target):
 
   peaks, confidence = keypoints.argmax_2d(teacher_maps)
   occluded = _occlude(c, k_occ, base, peaks * (size / hm_size), confidence)
-  student_view = common.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
+  student_view = inputs.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
   rectified, _ = keypoints.pseudo_labels(teacher_maps, config.sigma)
   mask = losses.median_confidence_mask(teacher_maps)
 
   def loss_fn(trainable):
     params, disc_params = trainable
-    source_out, batch_stats = _apply(model, params, state.batch_stats, source_images)
-    target_out, batch_stats = _apply(model, params, batch_stats, student_view)
+    source_out, batch_stats = _train_forward(model, params, state.batch_stats, source_images)
+    target_out, batch_stats = _train_forward(model, params, batch_stats, student_view)
     student_maps = views.to_base(target_out["heatmaps"], to_heatmap(student_m), c.interpolation)
     terms = {"source": losses.heatmap_mse(source_out["heatmaps"], labels, weights),
              "consistency": losses.consistency(student_maps, rectified, mask)}
@@ -181,7 +185,7 @@ def train_step(config, state, source, target):
                      "mask_fraction": jnp.mean(mask), "source_pck": metrics.pck(source_pred, labels)[1]}
 
 
-def _apply(model, params, batch_stats, images):
+def _train_forward(model, params, batch_stats, images):
   out, updates = model.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
                              mutable=["batch_stats"])
   return out, updates["batch_stats"]
@@ -199,4 +203,8 @@ def _occlude(c, rng, images, centres, confidence):
 
 def eval_heatmaps(config, state, images):
   variables = {"params": state.teacher_params, "batch_stats": state.teacher_batch_stats}
-  return common.predict(common.build_model(config), variables, images)
+  return common.predict(pose.build_model(config), variables, images)
+
+
+METHOD = base.Method(name="mean_teacher", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps,
+                     uses_style=uses_style, configure=configure, prepare=prepare, load_pretrained=load_pretrained)

@@ -1,7 +1,8 @@
 """Regressive Domain Adaptation (Jiang et al., CVPR 2021) as tllib's ``regda.py`` trains it.
 
 Stage 1 is source pre-training (``pretrain_config``: the source-only step with KL, SGD and a 0.1x
-backbone learning rate, checkpoint selected on the source test split). Stage 2 runs, per iteration and
+backbone learning rate, checkpoint selected on the source test split), in WORKDIR/pretrain unless
+``config.regda.pretrained`` names a stage-1 checkpoint. Stage 2 runs, per iteration and
 inside one jitted step, the reference's three updates with three SGD states:
   A  all parameters on KL(y_s, label_s) + margin * KL_eps(y_s_adv, GT(y_s)), source batch;
   B  the adversarial head only on KL_eps(y_t_adv, GF(y_t)), target batch;
@@ -15,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import keypoints, losses, metrics
-from dapose_jax.methods import common
+from dapose_jax import checkpoints, inputs, keypoints, losses, metrics
+from dapose_jax.methods import base, common
+from dapose_jax.models import pose
 
 FEATURES = ("backbone", "upsampling")
 
@@ -62,8 +64,7 @@ def _features(params):
 
 
 def init(config, rng):
-  model = common.build_model(config, head="regda")
-  variables = common.init_variables(model, config, rng, adv_grad_scale=0.0)
+  variables = pose.init_variables(pose.build_model(config, head="regda"), rng)
   params = variables["params"]
   opt_f, opt_h, opt_h_adv = _optimizers(config)
   return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
@@ -75,12 +76,14 @@ def pretrain_config(config):
   """Stage-1 config (source-only with RegDA's pre-training recipe), or None if a checkpoint is given."""
   if config.regda.pretrained:
     return None
-  c = config.copy_and_resolve_references()
-  c.method = "source_only"
-  c.epochs = config.regda.pretrain_epochs
-  c.select_on = "source"  # the reference keeps the best SOURCE-test checkpoint of stage 1
-  c.source_only.update(config.regda.pretrain.to_dict())
-  return c
+  # the reference keeps the best SOURCE-test checkpoint of stage 1
+  return base.pretrain_config(config, epochs=config.regda.pretrain_epochs, select_on="source",
+                              recipe=config.regda.pretrain)
+
+
+def prepare(config, workdir):
+  """Stage 1 into WORKDIR/pretrain (unless a checkpoint is given), then stage 2 starting from its best."""
+  return base.with_pretrain_stage(config, workdir, pretrain_config(config), "regda")
 
 
 def load_pretrained(config, state):
@@ -92,21 +95,21 @@ def load_pretrained(config, state):
   """
   if not config.regda.pretrained:
     return state
-  stage1 = common.restore_best(config.regda.pretrained)
+  stage1 = checkpoints.restore_best(config.regda.pretrained)
   params = {**state.params, **{k: stage1["params"][k] for k in FEATURES}}
   batch_stats = {**state.batch_stats, **{k: stage1["batch_stats"][k] for k in FEATURES}}
-  return state.replace(params=common.checked_like(params, state.params),
-                       batch_stats=common.checked_like(batch_stats, state.batch_stats))
+  return state.replace(params=checkpoints.checked_like(params, state.params),
+                       batch_stats=checkpoints.checked_like(batch_stats, state.batch_stats))
 
 
 def _forward(config, params, batch_stats, images, lam):
-  out, updates = common.build_model(config, head="regda").apply(
+  out, updates = pose.build_model(config, head="regda").apply(
       {"params": params, "batch_stats": batch_stats}, images, train=True, adv_grad_scale=lam,
       mutable=["batch_stats"])
   return out, updates["batch_stats"]
 
 
-def _apply(optimizer, grads, opt_state, params):
+def _optimizer_step(optimizer, grads, opt_state, params):
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
 
@@ -124,9 +127,10 @@ def step_a(config, state, lam, images, label, weight):
     return loss, (batch_stats, out["heatmaps"])
 
   (loss, (batch_stats, pred)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  features, opt_features = _apply(opt_f, _features(grads), state.opt_features, _features(state.params))
-  head, opt_head = _apply(opt_h, grads["head"], state.opt_head, state.params["head"])
-  head_adv, opt_head_adv = _apply(opt_h_adv, grads["head_adv"], state.opt_head_adv, state.params["head_adv"])
+  features, opt_features = _optimizer_step(opt_f, _features(grads), state.opt_features, _features(state.params))
+  head, opt_head = _optimizer_step(opt_h, grads["head"], state.opt_head, state.params["head"])
+  head_adv, opt_head_adv = _optimizer_step(opt_h_adv, grads["head_adv"], state.opt_head_adv,
+                                           state.params["head_adv"])
   state = state.replace(params={**features, "head": head, "head_adv": head_adv}, batch_stats=batch_stats,
                         opt_features=opt_features, opt_head=opt_head, opt_head_adv=opt_head_adv)
   return state, loss, pred
@@ -147,7 +151,8 @@ def step_b(config, state, lam, images, weight):
   loss_fn = lambda head_adv: _target_loss(config, {**state.params, "head_adv": head_adv}, state.batch_stats,
                                           lam, images, weight, objective)
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["head_adv"])
-  head_adv, opt_head_adv = _apply(_optimizers(config)[2], grads, state.opt_head_adv, state.params["head_adv"])
+  head_adv, opt_head_adv = _optimizer_step(_optimizers(config)[2], grads, state.opt_head_adv,
+                                           state.params["head_adv"])
   return state.replace(params={**state.params, "head_adv": head_adv}, batch_stats=batch_stats,
                        opt_head_adv=opt_head_adv), loss
 
@@ -159,17 +164,18 @@ def step_c(config, state, lam, images, weight):
   loss_fn = lambda features: _target_loss(config, {**state.params, **features}, state.batch_stats, lam,
                                           images, weight, objective)
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(_features(state.params))
-  features, opt_features = _apply(_optimizers(config)[0], grads, state.opt_features, _features(state.params))
+  features, opt_features = _optimizer_step(_optimizers(config)[0], grads, state.opt_features,
+                                           _features(state.params))
   return state.replace(params={**state.params, **features}, batch_stats=batch_stats,
                        opt_features=opt_features), loss
 
 
 def train_step(config, state, source, target):
   lam = warm_start_coefficient(state.step, max_iters=config.regda.warm_start_iters)
-  label_s, w_s = common.heatmap_targets(config, source)
-  _, w_t = common.heatmap_targets(config, target)  # the reference weights target terms by visibility
-  x_t = common.normalize(target["image"])
-  state, loss_s, y_s = step_a(config, state, lam, common.normalize(source["image"]), label_s, w_s)
+  label_s, w_s = inputs.heatmap_targets(config, source)
+  _, w_t = inputs.heatmap_targets(config, target)  # the reference weights target terms by visibility
+  x_t = inputs.normalize(target["image"])
+  state, loss_s, y_s = step_a(config, state, lam, inputs.normalize(source["image"]), label_s, w_s)
   state, loss_b = step_b(config, state, lam, x_t, w_t)
   state, loss_c = step_c(config, state, lam, x_t, w_t)
   features_lr, heads_lr = _schedules(config)
@@ -182,4 +188,8 @@ def train_step(config, state, source, target):
 def eval_heatmaps(config, state, images):
   """The main head, as the reference evaluates."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return common.predict(common.build_model(config, head="regda"), variables, images)
+  return common.predict(pose.build_model(config, head="regda"), variables, images)
+
+
+METHOD = base.Method(name="regda", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps, prepare=prepare,
+                     load_pretrained=load_pretrained)

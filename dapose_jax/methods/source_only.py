@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import metrics, style_training
-from dapose_jax.methods import common
+from dapose_jax import inputs, metrics, style_net
+from dapose_jax.methods import base, common, style_decoder
+from dapose_jax.models import pose
 
 
 @flax.struct.dataclass
@@ -40,26 +41,32 @@ def uses_style(config):
   return config.source_only.stylise_prob > 0
 
 
+def prepare(config, workdir):
+  """The style network first, when the source is stylised and ``config.style.net`` names none."""
+  style_stages, config = style_decoder.with_style_network(config, workdir, uses_style(config))
+  return [*style_stages, base.Stage("source_only", config, workdir)]
+
+
 def init(config, rng):
-  variables = common.init_variables(common.build_model(config), config, rng)
+  variables = pose.init_variables(pose.build_model(config), rng)
   params = variables["params"]
   return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
                opt_state=_optimizer(config).init(params),
-               style=common.init_style(config) if uses_style(config) else {})
+               style=style_net.template(config) if uses_style(config) else {})
 
 
 def load_pretrained(config, state):
   """The frozen style network, when the source is stylised."""
-  return state.replace(style=style_training.load_style(config, state.style)) if uses_style(config) else state
+  return state.replace(style=style_net.load(config, state.style)) if uses_style(config) else state
 
 
 def train_step(config, state, source, target):
-  model = common.build_model(config)
+  model = pose.build_model(config)
   criterion = common.heatmap_loss(config.source_only.loss)
   images = common.maybe_stylise(config, jax.random.fold_in(jax.random.key(config.seed), state.step), state.style,
-                                common.normalize(source["image"]), common.normalize(target["image"]),
+                                inputs.normalize(source["image"]), inputs.normalize(target["image"]),
                                 config.source_only.stylise_prob)
-  heatmaps, weights = common.heatmap_targets(config, source)
+  heatmaps, weights = inputs.heatmap_targets(config, source)
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
@@ -76,4 +83,8 @@ def train_step(config, state, source, target):
 
 def eval_heatmaps(config, state, images):
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return common.predict(common.build_model(config), variables, images)
+  return common.predict(pose.build_model(config), variables, images)
+
+
+METHOD = base.Method(name="source_only", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps,
+                     uses_style=uses_style, prepare=prepare, load_pretrained=load_pretrained)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dapose_jax import skeletons
 from dapose_jax.models import resnet
 from dapose_jax.models.gradient import scale_gradient
 
@@ -130,6 +131,22 @@ class PoseNet(nn.Module):
       head_adv = RegDAHead(self.num_keypoints, self.upsampling_features, self.dtype, name="head_adv")
       out["heatmaps_adv"] = head_adv(scale_gradient(features, adv_grad_scale), train).astype(jnp.float32)
     return out
+
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_model(config, head="simple"):
+  """The PoseNet of a run: ``config.model`` (backbone, upsampling width, compute dtype), one heatmap per
+  keypoint of ``config.source.keypoint_set``, and the given head."""
+  if config.model.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {config.model.dtype!r}")
+  return PoseNet(
+      backbone=config.model.backbone,
+      num_keypoints=skeletons.get(config.source.keypoint_set).num_keypoints,
+      upsampling_features=config.model.upsampling_features,
+      head=head,
+      dtype=DTYPES[config.model.dtype])
 
 
 def init_variables(model: PoseNet, rng: jax.Array, input_shape=(1, 64, 64, 3)):

@@ -56,6 +56,12 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   SPLITS = {"train": "train", "test": "test"}
   LAYOUT: str  # MANUAL_DIR's expected layout, quoted by every error about a missing file
   HOMEPAGE: str
+  KEYPOINT_SET: str  # the ``skeletons`` name of the stored keypoints
+
+  @classmethod
+  def keypoint_set(cls):
+    """The keypoint set (``skeletons`` name) of the stored keypoints."""
+    return cls.KEYPOINT_SET
   CITATION: str
 
   @abc.abstractmethod
@@ -73,12 +79,6 @@ class AnimalBuilder(Builder, skip_registration=True):
   after animal (sorted); keys count across animals."""
 
   ANIMALS: tuple[str, ...]
-  KEYPOINT_SET: str
-
-  @classmethod
-  def keypoint_set(cls):
-    """The keypoint set (``skeletons`` name) of the stored keypoints."""
-    return cls.KEYPOINT_SET
 
   @abc.abstractmethod
   def _animal_samples(self, root, animal):

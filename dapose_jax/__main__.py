@@ -1,0 +1,6 @@
+"""``python -m dapose_jax COMMAND ...``, the same as the ``dapose-jax`` script."""
+
+from dapose_jax import cli
+
+if __name__ == "__main__":
+  cli.main()

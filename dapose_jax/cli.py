@@ -1,0 +1,94 @@
+"""What the commands share: the --config / --workdir / --multihost flags, the progress log, JAX start-up, and
+the ``dapose-jax COMMAND`` dispatcher (also ``python -m dapose_jax COMMAND``).
+
+A command is a module with ``define_flags()`` and ``main(argv)``, run by ``run_command``; each can also be
+run on its own with ``python -m MODULE``.
+"""
+
+import importlib
+import logging
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+log = logging.getLogger("dapose_jax")
+
+COMMANDS = {
+    "train": ("dapose_jax.main", "train a method (with the stages it needs) and evaluate it"),
+    "style": ("dapose_jax.style_training", "train the AdaIN style network (or convert a released one)"),
+    "build": ("dapose_jax.data.build", "build a data set from its downloaded release into TFDS files"),
+}
+
+
+def define_run_flags():
+  """--config (a Python file with get_config(variant); any key can be overridden), --workdir, --multihost."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
+      "with --config.KEY=VALUE.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory of the run: config.json, metrics, checkpoints, results.json.")
+  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (Slurm, Kubernetes, Cloud TPU; "
+                    "elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def expect_no_arguments(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+
+def log_progress_to_stderr():
+  """Our progress lines at INFO; other libraries (Orbax is chatty) only at absl's --verbosity level."""
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
+  if not FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def start_jax():
+  """For the commands that train: jax.distributed with --multihost, the progress log, one OpenCV thread."""
+  import cv2
+  import jax
+
+  if FLAGS.multihost:
+    jax.distributed.initialize()
+  log_progress_to_stderr()
+  cv2.setNumThreads(1)  # the input pipeline parallelises over samples; OpenCV's own threads only contend
+  log.info("JAX devices: %d (%d local), process %d of %d", jax.device_count(), jax.local_device_count(),
+           jax.process_index(), jax.process_count())
+
+
+def run_command(command, argv=None):
+  """Defines ``command``'s flags, parses ``argv`` (default: the command line) and calls ``command.main``;
+  ``--help`` shows the command's docstring and its flags."""
+  before = set(FLAGS)
+  command.define_flags()
+  for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+  sys.modules["__main__"].__doc__ = command.__doc__
+  app.run(command.main, argv=argv)
+
+
+def _usage():
+  lines = ["usage: dapose-jax COMMAND [--flag=value ...]   (dapose-jax COMMAND --help lists its flags)", "",
+           "commands:"]
+  lines += [f"  {name:<7} {summary}" for name, (_, summary) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  """``dapose-jax COMMAND ...``: runs the command's module with the remaining arguments."""
+  argv = sys.argv if argv is None else argv
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(_usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  if argv[1] not in COMMANDS:
+    print(f"dapose-jax: unknown command {argv[1]!r}\n\n{_usage()}", file=sys.stderr)
+    sys.exit(2)
+  module, _ = COMMANDS[argv[1]]
+  run_command(importlib.import_module(module), argv=[f"{argv[0]} {argv[1]}", *argv[2:]])
