@@ -52,7 +52,7 @@ def log_progress_to_stderr():
 
 def start_jax():
   """For the commands that train: jax.distributed with --multihost, the progress log, one OpenCV thread."""
-  import cv2
+  import cv2  # here, not at the top: the dispatcher and --help need neither OpenCV nor JAX
   import jax
 
   if FLAGS.multihost:

@@ -150,8 +150,8 @@ def train_and_evaluate(config, workdir):
     if checkpoint_now:
       mngr.save(step, args=_checkpoint_args(state, source_iter, target_iter, progress, False))
 
-  mngr.wait_until_finished()
-  best_mngr.wait_until_finished()
+  mngr.close()
+  best_mngr.close()
   writer.close()
   results = {"final": progress["history"][-1] if progress["history"] else None,
              "best": progress["best"], "selected_on": "/".join(selected) if evals else None,

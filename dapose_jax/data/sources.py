@@ -67,9 +67,6 @@ class BuiltSplit:
   def __getitem__(self, index):
     return self._data[index]
 
-  def __getitems__(self, indices):
-    return self._data.__getitems__(indices)
-
   def __repr__(self):
     return f"BuiltSplit({self._data!r}, keypoint_set={self.keypoint_set.name})"
 
