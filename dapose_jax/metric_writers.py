@@ -22,14 +22,27 @@ class MetricWriter:
     self.path = workdir / workdirs.METRICS
     self._drop_lines_after(resume_step)
     self._jsonl = open(self.path, "a")
-    self._tb = SummaryWriter(str(workdir / workdirs.TENSORBOARD))
+    # purge_step: TensorBoard hides what an interrupted run logged after the restored step, as metrics.jsonl
+    # forgets it; those steps run and are logged again. The suffix keeps a file of a restart within the same
+    # second (tensorboardX names files by the second) from replacing the last one, and sorts after it.
+    self._tb = SummaryWriter(str(workdir / workdirs.TENSORBOARD), purge_step=resume_step + 1,
+                             filename_suffix=f".{time.time_ns()}")
 
   def _drop_lines_after(self, step):
-    """On resume, forget what was logged after the restored checkpoint: those steps run again."""
+    """On resume, forget what was logged after the restored checkpoint (those steps run again) and a line
+    that a kill left half-written."""
     if not self.path.exists():
       return
     lines = [l for l in self.path.read_text().splitlines() if l.strip()]
-    kept = [l for l in lines if json.loads(l)["step"] <= step]
+    kept = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        log.warning("%s: dropped an unreadable line (as a kill during a write leaves): %.80s", self.path, line)
+        continue
+      if record["step"] <= step:
+        kept.append(line)
     if len(kept) != len(lines):
       self.path.write_text("".join(l + "\n" for l in kept))
 
@@ -41,6 +54,7 @@ class MetricWriter:
     self._jsonl.flush()
     for key, value in _flatten(values).items():
       self._tb.add_scalar(f"{kind}/{key}", value, int(step))
+    self._tb.flush()  # on disk at once, as metrics.jsonl: a kill loses nothing that was logged
 
   def close(self):
     if self.enabled:

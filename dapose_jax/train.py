@@ -94,73 +94,74 @@ def train_and_evaluate(config, workdir):
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   source_iter, target_iter = train_iterators(config)
-  workdirs.record_config(methods.recorded_config(config), workdir)
-  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  total_steps = config.epochs * config.iters_per_epoch
+  with workdirs.locked(workdir):
+    workdirs.record_config(methods.recorded_config(config), workdir)
+    repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    total_steps = config.epochs * config.iters_per_epoch
 
-  init = jax.jit(functools.partial(method.init, config), out_shardings=repl)
-  state = init(jax.random.key(config.seed))
-  mngr = ocp.CheckpointManager(
-      workdir / workdirs.CHECKPOINTS,
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-  best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
-  progress = {"best": None, "history": []}
-  start = 0
-  if mngr.latest_step() is None:
-    state = jax.device_put(method.load_pretrained(config, state), repl)
-  else:
-    start = mngr.latest_step()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = mngr.restore(start, args=_checkpoint_args(abstract, source_iter, target_iter, None, True))
-    state, progress = restored.state, restored.progress
-    log.info("resumed from %s at step %d", mngr.directory, start)
+    init = jax.jit(functools.partial(method.init, config), out_shardings=repl)
+    state = init(jax.random.key(config.seed))
+    mngr = ocp.CheckpointManager(
+        workdir / workdirs.CHECKPOINTS,
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
+    progress = {"best": None, "history": []}
+    start = 0
+    if mngr.latest_step() is None:
+      state = jax.device_put(method.load_pretrained(config, state), repl)
+    else:
+      start = mngr.latest_step()
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+      restored = mngr.restore(start, args=_checkpoint_args(abstract, source_iter, target_iter, None, True))
+      state, progress = restored.state, restored.progress
+      log.info("resumed from %s at step %d", mngr.directory, start)
 
-  train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
-                       in_shardings=(repl, data, data), out_shardings=(repl, repl))
-  writer = MetricWriter(workdir, resume_step=start)
-  timer = Progress(start, total_steps)
+    train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
+                         in_shardings=(repl, data, data), out_shardings=(repl, repl))
+    writer = MetricWriter(workdir, resume_step=start)
+    timer = Progress(start, total_steps)
 
-  for step in range(start + 1, total_steps + 1):
-    source_batch = parallel.to_global(next(source_iter), mesh)
-    target_batch = parallel.to_global(next(target_iter), mesh)
-    state, train_metrics = train_step(state, source_batch, target_batch)
-    if step == start + 1:
-      jax.block_until_ready(train_metrics)
-      timer.mark_first_step_done(step)
-    checkpoint_now = step % config.checkpoint_every == 0 or step == total_steps
-    if step % config.log_every == 0 or checkpoint_now:
-      values = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-      _finite_or_raise(values, step, mngr)
-      rate = timer.report(step, values["loss"])
-      if rate is not None:
-        values["steps_per_second"] = rate
-      writer.write(step, "train", values)
-    if evals and (step % config.eval_every == 0 or step == total_steps):
-      eval_start = time.perf_counter()
-      result = {name: evaluator.run(state) for name, evaluator in evals.items()}
-      writer.write(step, "eval", result)
-      log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
-      entry = {"step": step, **result}
-      progress["history"].append(entry)
-      name, key = selected
-      if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
-        progress["best"] = entry
-        best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-      timer.exclude(time.perf_counter() - eval_start)
-    if checkpoint_now:
-      mngr.save(step, args=_checkpoint_args(state, source_iter, target_iter, progress, False))
+    for step in range(start + 1, total_steps + 1):
+      source_batch = parallel.to_global(next(source_iter), mesh)
+      target_batch = parallel.to_global(next(target_iter), mesh)
+      state, train_metrics = train_step(state, source_batch, target_batch)
+      if step == start + 1:
+        jax.block_until_ready(train_metrics)
+        timer.mark_first_step_done(step)
+      checkpoint_now = step % config.checkpoint_every == 0 or step == total_steps
+      if step % config.log_every == 0 or checkpoint_now:
+        values = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
+        _finite_or_raise(values, step, mngr)
+        rate = timer.report(step, values["loss"])
+        if rate is not None:
+          values["steps_per_second"] = rate
+        writer.write(step, "train", values)
+      if evals and (step % config.eval_every == 0 or step == total_steps):
+        eval_start = time.perf_counter()
+        result = {name: evaluator.run(state) for name, evaluator in evals.items()}
+        writer.write(step, "eval", result)
+        log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
+        entry = {"step": step, **result}
+        progress["history"].append(entry)
+        name, key = selected
+        if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
+          progress["best"] = entry
+          best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        timer.exclude(time.perf_counter() - eval_start)
+      if checkpoint_now:
+        mngr.save(step, args=_checkpoint_args(state, source_iter, target_iter, progress, False))
 
-  mngr.close()
-  best_mngr.close()
-  writer.close()
-  results = {"final": progress["history"][-1] if progress["history"] else None,
-             "best": progress["best"], "selected_on": "/".join(selected) if evals else None,
-             "metric": evals[selected[0]].description if evals else None,
-             "method": config.method, "steps": total_steps}
-  if jax.process_index() == 0:
-    (workdir / workdirs.RESULTS).write_text(json.dumps(results, indent=2) + "\n")
-  method.finish(config, state, workdir)
-  return state, results
+    mngr.close()
+    best_mngr.close()
+    writer.close()
+    results = {"final": progress["history"][-1] if progress["history"] else None,
+               "best": progress["best"], "selected_on": "/".join(selected) if evals else None,
+               "metric": evals[selected[0]].description if evals else None,
+               "method": config.method, "steps": total_steps}
+    if jax.process_index() == 0:
+      (workdir / workdirs.RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    method.finish(config, state, workdir)
+    return state, results
 
 
 def _fmt(table):

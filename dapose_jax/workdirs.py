@@ -1,8 +1,16 @@
-"""What a run writes into its workdir, by name, and the guard that a workdir holds one run's config."""
+"""What a run writes into its workdir, by name; the lock that keeps one run per workdir; the guard that a
+workdir holds one run's config."""
 
+import contextlib
 import json
+import logging
+import os
+import socket
+import time
 
 import jax
+
+log = logging.getLogger("dapose_jax")
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -10,6 +18,70 @@ TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 RESULTS = "results.json"
+LOCK = "run.lock"
+
+
+class WorkdirInUseError(RuntimeError):
+  pass
+
+
+@contextlib.contextmanager
+def locked(workdir):
+  """Holds ``workdir/run.lock`` ({"pid", "host", "since"}) while the block runs; process 0 takes it for all.
+
+  A second run of the same workdir is refused with the holder's pid and host. A lock left behind by a
+  process of this host that no longer runs (a kill) is taken over with a warning; one from another host is
+  never taken over, since whether its process runs cannot be told from here.
+  """
+  if jax.process_index() != 0:
+    yield
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / LOCK
+  mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+  claim = workdir / f".{LOCK}.{mine['pid']}"
+  claim.write_text(json.dumps(mine) + "\n")
+  try:
+    while True:
+      try:
+        os.link(claim, path)  # appears complete or not at all, and only if no lock is there
+        break
+      except FileExistsError:
+        holder = _read_lock(path)
+        if holder is None and not path.exists():  # released meanwhile
+          continue
+        if holder is not None and (holder.get("host") != mine["host"] or _running(holder.get("pid"))):
+          raise WorkdirInUseError(
+              f"{workdir} is in use by process {holder.get('pid')} on {holder.get('host')} (since "
+              f"{holder.get('since')}); wait for that run to end, or, if it is gone, remove {path}") from None
+        log.warning("taking over %s, left by %s, which no longer runs", path, holder or "an unreadable lock")
+        path.unlink(missing_ok=True)
+  finally:
+    claim.unlink()
+  try:
+    yield
+  finally:
+    if _read_lock(path) == mine:
+      path.unlink()
+
+
+def _read_lock(path):
+  """The lock's content, or None where it cannot be read as one."""
+  try:
+    holder = json.loads(path.read_text())
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _running(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
 
 
 def record_config(recorded, workdir):

@@ -1,6 +1,12 @@
 import dataclasses
 import json
+import pathlib
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -60,6 +66,42 @@ def test_resumed_run_continues_exactly_where_it_stopped(finished_run, tmp_path):
   steps = [json.loads(l)["step"] for l in (resumed_dir / "metrics.jsonl").read_text().splitlines()
            if json.loads(l)["kind"] == "train"]
   assert steps == list(range(1, 7))  # steps after the checkpoint were dropped and logged once
+
+
+def logged_steps(workdir):
+  path = workdir / "metrics.jsonl"
+  complete = path.read_text().split("\n")[:-1] if path.exists() else []  # a last line may be half-written
+  return [json.loads(l)["step"] for l in complete if '"kind": "train"' in l]
+
+
+def without_rates(records):
+  return [{k: v for k, v in r.items() if k != "steps_per_second"} for r in records]
+
+
+def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(finished_run, tmp_path):
+  from tests.test_metric_writers import jsonl_scalars, tensorboard_scalars
+
+  workdir, final_state, results = finished_run
+  kill_after = random.Random(0).randint(2, 5)  # checkpoints are written at steps 3 and 6
+  killed = tmp_path / "killed"
+  child = subprocess.Popen(
+      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import train; from tests.test_train import "
+       "tiny_config; train.train_and_evaluate(tiny_config(), sys.argv[1])", str(killed)],
+      cwd=pathlib.Path(__file__).resolve().parents[1])
+  deadline = time.monotonic() + 600
+  while kill_after not in logged_steps(killed) and child.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.02)
+  assert child.poll() is None, "the run ended before it was killed"
+  child.send_signal(signal.SIGKILL)
+  child.wait()
+  state, resumed = train.train_and_evaluate(tiny_config(), killed)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
+  assert json.loads((killed / "results.json").read_text()) == json.loads((workdir / "results.json").read_text())
+  records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
+  assert records(killed) == records(workdir)
+  expected = {k: v for k, v in jsonl_scalars(killed / "metrics.jsonl").items() if k[0] != "train/steps_per_second"}
+  shown = {k: v for k, v in tensorboard_scalars(killed / "tensorboard").items() if k[0] != "train/steps_per_second"}
+  assert shown.keys() == expected.keys() and all(abs(shown[k] - v) <= 1e-6 * max(1, abs(v)) for k, v in expected.items())
 
 
 def test_workdir_with_a_different_config_is_refused(finished_run):
