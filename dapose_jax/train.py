@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import pathlib
+import sys
 import time
 
 import grain
@@ -72,6 +73,56 @@ def _finite_or_raise(values, step, mngr):
                              f"{mngr.directory}")
 
 
+def _restore_newest_good(mngr, args):
+  """(step, restored) of the newest checkpoint that restores. Newer ones that do not (a kill or a full disk
+  can damage the last one written) are moved aside as STEP.corrupt, each with a warning naming the cause;
+  when none restores, the newest one's error is raised and nothing is moved."""
+  failed = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=args)
+    except Exception as error:  # noqa: BLE001  any damage: a missing or truncated file, unreadable JSON, ...
+      failed.append((step, error))
+      _drop_closed_event_loop_noise()
+      continue
+    for bad, error in failed:
+      aside = pathlib.Path(mngr.directory) / f"{bad}.corrupt"
+      log.warning("checkpoint %d in %s cannot be restored (%s); moved aside to %s, resuming from step %d", bad,
+                  mngr.directory, _cause(error), aside, step)
+      if jax.process_index() == 0:
+        (pathlib.Path(mngr.directory) / str(bad)).rename(aside)
+    if failed:
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("damaged checkpoints moved aside")
+      mngr.reload()
+    return step, restored
+  raise RuntimeError(f"no checkpoint in {mngr.directory} can be restored (steps {[s for s, _ in failed]}); the "
+                     f"newest: {_cause(failed[0][1])}") from failed[0][1]
+
+
+def _drop_closed_event_loop_noise():
+  """After a failed Orbax restore, TensorStore's pending callbacks report "Event loop is closed" as hundreds of
+  unraisable exceptions that bury the real cause; from then on those (and only those) are not printed."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_event_loop_noise", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_closed_event_loop_noise = True
+  sys.unraisablehook = hook
+
+
+def _cause(error, limit=200):
+  """One short line: TensorStore errors append their whole JSON spec to the message."""
+  text = str(error).split(" [tensorstore_spec")[0].split(" See full TensorStore details")[0]
+  text = text.splitlines()[0] if text else ""
+  return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
 def _selection(config, evals):
   """(evaluator name, value key) that ``config.select_on`` names, checked before anything is written."""
   name, _, key = config.select_on.partition("/")
@@ -110,9 +161,8 @@ def train_and_evaluate(config, workdir):
     if mngr.latest_step() is None:
       state = jax.device_put(method.load_pretrained(config, state), repl)
     else:
-      start = mngr.latest_step()
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-      restored = mngr.restore(start, args=_checkpoint_args(abstract, source_iter, target_iter, None, True))
+      start, restored = _restore_newest_good(mngr, _checkpoint_args(abstract, source_iter, target_iter, None, True))
       state, progress = restored.state, restored.progress
       log.info("resumed from %s at step %d", mngr.directory, start)
 

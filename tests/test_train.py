@@ -104,6 +104,45 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(fini
   assert shown.keys() == expected.keys() and all(abs(shown[k] - v) <= 1e-6 * max(1, abs(v)) for k, v in expected.items())
 
 
+def damage(checkpoint, part):
+  if part == "state data":  # the largest file of the parameters, cut in half
+    largest = max((f for f in (checkpoint / "state").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+  elif part == "state manifest":
+    (checkpoint / "state" / "manifest.ocdbt").unlink()
+  elif part == "iterator state":
+    next((checkpoint / "source_iter").glob("*.json")).write_text("")
+
+
+@pytest.mark.parametrize("part", ["state data", "state manifest", "iterator state"])
+def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
+    finished_run, tmp_path, part, caplog, capfd):
+  workdir, final_state, results = finished_run
+  resumed_dir = tmp_path / "resumed"
+  shutil.copytree(workdir, resumed_dir)
+  damage(resumed_dir / "checkpoints" / "6", part)
+  with caplog.at_level("WARNING", logger="dapose_jax"):
+    state, resumed = train.train_and_evaluate(tiny_config(), resumed_dir)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
+  assert resumed["final"] == results["final"]
+  assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == [
+      "3", "6", "6.corrupt"]  # the damaged one kept aside, step 6 trained again
+  warnings = [r.getMessage() for r in caplog.records if "cannot be restored" in r.getMessage()]
+  assert len(warnings) == 1 and "checkpoint 6 " in warnings[0] and "resuming from step 3" in warnings[0]
+  assert "Event loop is closed" not in capfd.readouterr().err
+
+
+def test_when_no_checkpoint_restores_the_error_says_so_and_nothing_is_moved(finished_run, tmp_path):
+  workdir, _, _ = finished_run
+  resumed_dir = tmp_path / "resumed"
+  shutil.copytree(workdir, resumed_dir)
+  for step in ("3", "6"):
+    damage(resumed_dir / "checkpoints" / step, "iterator state")
+  with pytest.raises(RuntimeError, match=r"no checkpoint in .* can be restored \(steps \[6, 3\]\)"):
+    train.train_and_evaluate(tiny_config(), resumed_dir)
+  assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == ["3", "6"]
+
+
 def test_workdir_with_a_different_config_is_refused(finished_run):
   workdir, _, _ = finished_run
   config = tiny_config()
