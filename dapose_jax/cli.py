@@ -13,6 +13,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from dapose_jax import errors
+
 FLAGS = flags.FLAGS
 log = logging.getLogger("dapose_jax")
 
@@ -65,13 +67,46 @@ def start_jax():
 
 def run_command(command, argv=None):
   """Defines ``command``'s flags, parses ``argv`` (default: the command line) and calls ``command.main``;
-  ``--help`` shows the command's docstring and its flags."""
+  ``--help`` shows the command's docstring and its flags. A mistake in the flags, the config file or its
+  overrides, or a ``UserError`` of the run, ends the command with one line on stderr (exit status 2)."""
   before = set(FLAGS)
   command.define_flags()
   for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
   sys.modules["__main__"].__doc__ = command.__doc__
-  app.run(command.main, argv=argv)
+  app.run(_reporting_user_errors(command.main), argv=argv, flags_parser=_parse_flags)
+
+
+def _one_line(error):
+  """The message of ``error`` in one line; of the exception at the end of a traceback quoted in it, if any."""
+  text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+  if "Traceback (most recent call last)" in text:
+    text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+  return " ".join(text.split())
+
+
+def _parse_flags(argv):
+  try:
+    remaining = FLAGS(argv)
+    if "config" in FLAGS:
+      FLAGS.config.keys()  # a config file's own errors (a missing file, a bad variant) surface at first use
+  except flags.Error as error:
+    print(f"error: {_one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+  except (errors.UserError, KeyError, ValueError, TypeError, AttributeError, OSError) as error:
+    print(f"error in --config: {_one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+  return remaining
+
+
+def _reporting_user_errors(main):
+  def run(argv):
+    try:
+      main(argv)
+    except errors.UserError as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+  return run
 
 
 def _usage():

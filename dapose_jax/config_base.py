@@ -2,6 +2,7 @@
 
 from ml_collections import ConfigDict
 
+from dapose_jax import errors
 from dapose_jax.data import sources
 
 
@@ -20,7 +21,7 @@ def domain(name, **fields):
   """
   keypoint_set = sources.dataset_keypoint_set(name).name
   if fields.pop("keypoint_set", keypoint_set) != keypoint_set:
-    raise ValueError(f"data set {name!r} stores {keypoint_set} keypoints; leave keypoint_set out of its config")
+    raise errors.ConfigError(f"data set {name!r} stores {keypoint_set} keypoints; leave keypoint_set out of its config")
   if name == "lsp":
     return ConfigDict(dict(name=name, keypoint_set=keypoint_set, resize_pad=True,
                            augment=augment(30.0, resize_pad=True, enabled=False), **fields))

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax import keypoints
+from dapose_jax import errors, keypoints
 
 
 def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
@@ -46,7 +46,7 @@ class GroupPCK:
 
   def __init__(self, groups, mode="tllib"):
     if mode not in ("tllib", "udape"):
-      raise ValueError(f"unknown PCK aggregation mode {mode!r}; expected 'tllib' or 'udape'")
+      raise errors.ConfigError(f"unknown PCK aggregation mode {mode!r}; expected 'tllib' or 'udape'")
     self.groups = dict(groups)
     self.mode = mode
     self._group_sums = {name: 0.0 for name in self.groups}

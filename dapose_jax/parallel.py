@@ -4,6 +4,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from dapose_jax import errors
+
 
 def make_mesh():
   """A 1-D ('data',) mesh over every device of every process."""
@@ -21,7 +23,7 @@ def replicated(mesh):
 def local_batch_size(global_batch_size):
   """This process's share of a global batch; it must split evenly over processes and devices."""
   if global_batch_size % jax.device_count():
-    raise ValueError(
+    raise errors.ConfigError(
         f"batch size {global_batch_size} is not divisible by the {jax.device_count()} devices; "
         "choose a multiple of the device count")
   return global_batch_size // jax.process_count()

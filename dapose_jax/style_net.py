@@ -17,7 +17,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import checkpoints
+from dapose_jax import checkpoints, errors
 from dapose_jax.models import style
 
 STYLE_NET = "style_net.msgpack"
@@ -34,7 +34,7 @@ def initial_params(style_config):
 
 def check_released(style_config):
   if (style_config.encoder or style_config.decoder) and (style_config.width, style_config.depth) != (1.0, 4):
-    raise ValueError(f"released style weights are full width and depth; config.style.width is "
+    raise errors.ConfigError(f"released style weights are full width and depth; config.style.width is "
                      f"{style_config.width}, config.style.depth {style_config.depth}: set them to 1.0 and 4 or "
                      "leave config.style.encoder / decoder empty")
 
@@ -102,7 +102,7 @@ def load(config, like):
     return checkpoints.checked_like(initial_params(config.style), like)
   path = pathlib.Path(config.style.net).expanduser()
   if not config.style.net or not path.is_file():
-    raise FileNotFoundError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
+    raise errors.MissingInputError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
                             "python -m dapose_jax.style_training (a method that needs one trains it on its own)")
   params, _ = read(path)
   return checkpoints.checked_like(params, like)

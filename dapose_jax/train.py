@@ -17,9 +17,10 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import evaluators, methods, parallel, workdirs
+from dapose_jax import errors, evaluators, methods, parallel, workdirs
 from dapose_jax.data import pipeline, sources
 from dapose_jax.metric_writers import MetricWriter, Progress
+from dapose_jax.models import pose
 
 log = logging.getLogger("dapose_jax")
 
@@ -123,40 +124,70 @@ def _cause(error, limit=200):
   return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
+def _check_config(config, method):
+  """The loop's own keys, the heatmap geometry of a method that makes heatmaps, and the learning rates of the
+  method sections the run reads."""
+  for key in ("epochs", "iters_per_epoch", "batch_size", "eval_batch_size", "log_every", "eval_every",
+              "checkpoint_every", "keep_checkpoints"):
+    if not (isinstance(config[key], int) and config[key] > 0):
+      raise errors.ConfigError(f"config.{key}={config[key]!r}: expected a positive whole number")
+  if method.eval_heatmaps is not None and (config.image_size % pose.INPUT_MULTIPLE
+                                           or config.heatmap_size * pose.OUTPUT_STRIDE != config.image_size):
+    raise errors.ConfigError(
+        f"config.image_size={config.image_size}, config.heatmap_size={config.heatmap_size}: the image side must be a "
+        f"multiple of {pose.INPUT_MULTIPLE} and the heatmap side 1/{pose.OUTPUT_STRIDE} of it (e.g. 256 and 64)")
+  recorded = methods.recorded_config(config)
+  for section in method.sections(config):
+    for key, value in _leaves(recorded[section], f"config.{section}"):
+      if (key.endswith(".lr") or key.endswith("_lr")) and not (isinstance(value, (int, float)) and value > 0):
+        raise errors.ConfigError(f"{key}={value!r}: a learning rate must be a positive number")
+
+
+def _leaves(tree, prefix):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _leaves(value, f"{prefix}.{key}")
+    else:
+      yield f"{prefix}.{key}", value
+
+
 def _selection(config, evals):
   """(evaluator name, value key) that ``config.select_on`` names, checked before anything is written."""
   name, _, key = config.select_on.partition("/")
   if name not in evals:
-    raise ValueError(f"config.select_on={config.select_on!r} names no evaluator; config.evals has {sorted(evals)}")
+    raise errors.ConfigError(f"config.select_on={config.select_on!r} names no evaluator; config.evals has {sorted(evals)}")
   key = key or evals[name].headline
   if key not in evals[name].keys:
-    raise ValueError(f"config.select_on={config.select_on!r}: evaluator {name!r} has no value {key!r}; it has "
+    raise errors.ConfigError(f"config.select_on={config.select_on!r}: evaluator {name!r} has no value {key!r}; it has "
                      f"{', '.join(evals[name].keys)}")
   return name, key
 
 
 def train_and_evaluate(config, workdir):
-  """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir."""
+  """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir.
+  Everything that can be checked is checked before anything is written."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
   method = methods.get(config.method)
+  _check_config(config, method)
   mesh = parallel.make_mesh()
   parallel.local_batch_size(config.batch_size)
   parallel.local_batch_size(config.eval_batch_size)
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   source_iter, target_iter = train_iterators(config)
+  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  total_steps = config.epochs * config.iters_per_epoch
+  state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))
   with workdirs.locked(workdir):
-    workdirs.record_config(methods.recorded_config(config), workdir)
-    repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    total_steps = config.epochs * config.iters_per_epoch
-
-    init = jax.jit(functools.partial(method.init, config), out_shardings=repl)
-    state = init(jax.random.key(config.seed))
     mngr = ocp.CheckpointManager(
         workdir / workdirs.CHECKPOINTS,
         options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+    if (mngr.latest_step() or 0) > total_steps:
+      raise errors.ConfigError(f"{workdir} holds a run at step {mngr.latest_step()}, beyond the {total_steps} steps of "
+                               f"config.epochs={config.epochs}: a run can be extended (more epochs), not shortened")
+    workdirs.record_config(methods.recorded_config(config), workdir)
     best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
-    progress = {"best": None, "history": []}
+    progress = {"best": None, "history": [], "devices": jax.device_count()}
     start = 0
     if mngr.latest_step() is None:
       state = jax.device_put(method.load_pretrained(config, state), repl)
@@ -165,6 +196,11 @@ def train_and_evaluate(config, workdir):
       start, restored = _restore_newest_good(mngr, _checkpoint_args(abstract, source_iter, target_iter, None, True))
       state, progress = restored.state, restored.progress
       log.info("resumed from %s at step %d", mngr.directory, start)
+      if progress.setdefault("devices", jax.device_count()) != jax.device_count():
+        log.warning("step %d was trained on %d devices and continues on %d: per-device numerics differ, so the "
+                    "results differ from an uninterrupted run in the last digits", start, progress["devices"],
+                    jax.device_count())
+        progress["devices"] = jax.device_count()
 
     train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
                          in_shardings=(repl, data, data), out_shardings=(repl, repl))

@@ -7,7 +7,7 @@ A variant is a comma-separated list of tokens, at most one of each kind: a metho
 
 import types
 
-from dapose_jax import methods
+from dapose_jax import errors, methods
 
 
 def parse(variant, config_file, **kinds):
@@ -20,7 +20,7 @@ def parse(variant, config_file, **kinds):
     if kind is None or chosen[kind]:
       problem = f"unknown token {token!r}" if kind is None else f"a second {kind} ({token!r})"
       accepted = "; ".join(f"{k}: {', '.join(t for t in tokens if t)}" for k, tokens in kinds.items())
-      raise ValueError(f"variant {variant!r} of {config_file}: {problem}; the variant is a comma-separated list "
+      raise errors.ConfigError(f"variant {variant!r} of {config_file}: {problem}; the variant is a comma-separated list "
                        f"of at most one token of each kind: {accepted}")
     chosen[kind] = token
   return types.SimpleNamespace(**chosen)

@@ -10,6 +10,8 @@ import time
 
 import jax
 
+from dapose_jax import errors
+
 log = logging.getLogger("dapose_jax")
 
 CONFIG = "config.json"
@@ -21,7 +23,7 @@ RESULTS = "results.json"
 LOCK = "run.lock"
 
 
-class WorkdirInUseError(RuntimeError):
+class WorkdirInUseError(errors.UserError, RuntimeError):
   pass
 
 
@@ -84,18 +86,25 @@ def _running(pid):
   return True
 
 
+EXTENSIBLE = ("epochs",)  # what a resumed run may change: it extends the run
+
+
 def record_config(recorded, workdir):
   """Write ``recorded`` (a JSON-ready dict) as ``config.json``, or check that a resumed run recorded the same
-  (never overwrite silently)."""
+  but for ``epochs`` (never overwrite silently)."""
   path = workdir / CONFIG
   if path.exists():
     old = json.loads(path.read_text())
-    if old != recorded:
-      changed = sorted(_diff_keys(old, recorded))
-      raise ValueError(
+    changed = sorted(_diff_keys(old, recorded))
+    if set(changed) - set(EXTENSIBLE):
+      raise errors.ConfigError(
           f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
-          "Use a new --workdir, or repeat the original flags to resume that run.")
-  elif jax.process_index() == 0:
+          "Use a new --workdir, or repeat the original flags to resume that run (only epochs may change: more "
+          "epochs extend it).")
+    if not changed:
+      return
+    log.info("%s: %s", workdir, ", ".join(f"{key} {old[key]} -> {recorded[key]}" for key in changed))
+  if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
 

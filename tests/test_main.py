@@ -82,3 +82,15 @@ def test_console_script_train_rejects_a_bad_key_before_writing(tmp_path):
                          "--config.no_such_key=1"], capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "no_such_key" in proc.stderr
   assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/demo.py:smok"], "error: variant 'smok' of configs/demo.py: unknown token 'smok'"),
+    (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
+    (["--config=configs/demo.py", "--config.modle.backbone=resnet50"], 'Did you mean "model" instead of "modle"?'),
+    (["--config=configs/demo.py:smoke", "--config.method=regdaa"], "error: config.method='regdaa' is not a method"),
+])
+def test_a_config_mistake_is_one_line_without_a_traceback(args, message, tmp_path):
+  proc = run_module("dapose_jax.main", *args, f"--workdir={tmp_path / 'run'}")
+  assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "run").exists()

@@ -164,6 +164,38 @@ def test_config_json_holds_only_the_sections_the_run_uses_so_other_methods_do_no
   assert resumed["final"] == results["final"] and int(state.step) == int(final_state.step)
 
 
+def test_more_epochs_extend_a_finished_run_as_if_it_had_been_that_long(finished_run, tmp_path):
+  workdir, _, _ = finished_run
+  extended_dir = tmp_path / "extended"
+  shutil.copytree(workdir, extended_dir)
+  state, extended = train.train_and_evaluate(tiny_config(epochs=3), extended_dir)
+  _, whole = train.train_and_evaluate(tiny_config(epochs=3), tmp_path / "whole")
+  assert int(state.step) == 9 and extended == whole
+  records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
+  assert records(extended_dir) == records(tmp_path / "whole")
+  assert json.loads((extended_dir / "config.json").read_text())["epochs"] == 3
+  with pytest.raises(ValueError, match="can be extended .*not shortened"):
+    train.train_and_evaluate(tiny_config(epochs=1), extended_dir)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("image_size", 100, "multiple of 32 and the heatmap side 1/4"),
+    ("heatmap_size", 16, "multiple of 32 and the heatmap side 1/4"),
+    ("batch_size", 0, "config.batch_size=0: expected a positive whole number"),
+    ("epochs", 0, "config.epochs=0: expected a positive whole number"),
+    ("source_only.lr", -1e-3, "config.source_only.lr=-0.001: a learning rate must be a positive number"),
+    ("source_only.lr", float("nan"), "config.source_only.lr=nan"),
+    ("model.backbone", "resnet13", "config.model.backbone='resnet13' is unknown"),
+])
+def test_a_config_that_cannot_work_is_refused_before_anything_is_written(key, value, message, tmp_path):
+  config = tiny_config()
+  section, _, field = key.rpartition(".")
+  (config[section] if section else config)[field] = value
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   real = methods.get("source_only")
 

@@ -9,10 +9,10 @@ annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores.
 
 import pathlib
 
-from dapose_jax import skeletons
+from dapose_jax import errors, skeletons
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(errors.MissingInputError):
   pass
 
 
@@ -38,7 +38,7 @@ def make_source(data_config, split):
   else:
     source = _built_source(_builder_class(name), name, data_config.data_dir, split)
   if data_config.keypoint_set != source.keypoint_set.name:
-    raise ValueError(f"data set {name!r} stores {source.keypoint_set.name} keypoints, but its config says "
+    raise errors.ConfigError(f"data set {name!r} stores {source.keypoint_set.name} keypoints, but its config says "
                      f"keypoint_set={data_config.keypoint_set!r}; leave keypoint_set as the config file sets it")
   return source
 
@@ -73,7 +73,7 @@ class BuiltSplit:
 
 def _built_source(builder_class, name, data_dir, split):
   if split not in builder_class.SPLITS:
-    raise ValueError(f"unknown split {split!r} of {name!r}; expected one of {sorted(builder_class.SPLITS)}")
+    raise errors.ConfigError(f"unknown split {split!r} of {name!r}; expected one of {sorted(builder_class.SPLITS)}")
   data_dir = pathlib.Path(data_dir).expanduser()
   builder = builder_class(data_dir=str(data_dir))
   if not builder.is_prepared():

@@ -2,6 +2,7 @@
 
 import json
 
+from dapose_jax import errors
 from dapose_jax.methods import daml, mean_teacher, regda, source_only, style_decoder
 
 REGISTRY = {m.name: m for m in (source_only.METHOD, regda.METHOD, mean_teacher.METHOD, daml.METHOD,
@@ -11,7 +12,7 @@ NAMES = tuple(REGISTRY)
 
 def get(name):
   if name not in REGISTRY:
-    raise ValueError(f"config.method={name!r} is not a method; choose one of {', '.join(NAMES)}")
+    raise errors.ConfigError(f"config.method={name!r} is not a method; choose one of {', '.join(NAMES)}")
   return REGISTRY[name]
 
 

@@ -3,7 +3,7 @@
 import jax
 import optax
 
-from dapose_jax import inputs, losses
+from dapose_jax import errors, inputs, losses
 from dapose_jax.models import style
 
 
@@ -26,7 +26,7 @@ def optimizer(kind, schedule, momentum=0.9, nesterov=True, weight_decay=0.0):
   if kind == "sgd":
     return optax.chain(optax.add_decayed_weights(weight_decay),
                        optax.sgd(schedule, momentum=momentum, nesterov=nesterov))
-  raise ValueError(f"unknown optimizer {kind!r}; expected 'adam' or 'sgd'")
+  raise errors.ConfigError(f"unknown optimizer {kind!r}; expected 'adam' or 'sgd'")
 
 
 def heatmap_loss(name):
@@ -35,7 +35,7 @@ def heatmap_loss(name):
     return losses.heatmap_mse
   if name == "kl":
     return losses.heatmap_kl
-  raise ValueError(f"unknown heatmap loss {name!r}; expected 'mse' or 'kl'")
+  raise errors.ConfigError(f"unknown heatmap loss {name!r}; expected 'mse' or 'kl'")
 
 
 def predict(model, variables, images):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dapose_jax import skeletons
+from dapose_jax import errors, skeletons
 from dapose_jax.models import resnet
 from dapose_jax.models.gradient import scale_gradient
 
@@ -134,13 +134,15 @@ class PoseNet(nn.Module):
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+INPUT_MULTIPLE = 32  # the backbone halves the image five times
+OUTPUT_STRIDE = 4  # heatmaps are a quarter of the input's side
 
 
 def build_model(config, head="simple"):
   """The PoseNet of a run: ``config.model`` (backbone, upsampling width, compute dtype), one heatmap per
   keypoint of ``config.source.keypoint_set``, and the given head."""
   if config.model.dtype not in DTYPES:
-    raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {config.model.dtype!r}")
+    raise errors.ConfigError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {config.model.dtype!r}")
   return PoseNet(
       backbone=config.model.backbone,
       num_keypoints=skeletons.get(config.source.keypoint_set).num_keypoints,

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dapose_jax import errors
+
 Dtype = Any
 
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), untruncated.
@@ -192,7 +194,7 @@ _CONFIGS = {
 def get_backbone(arch: str, dtype: Dtype = jnp.float32, **module_kwargs) -> ResNet:
   """ResNet by torchvision name ("resnet18" ...); `module_kwargs` go to the module (e.g. `name`)."""
   if arch not in _CONFIGS:
-    raise ValueError(f"unknown backbone {arch!r}; expected one of {sorted(_CONFIGS)}")
+    raise errors.ConfigError(f"config.model.backbone={arch!r} is unknown; expected one of {sorted(_CONFIGS)}")
   block, stage_sizes = _CONFIGS[arch]
   return ResNet(block, stage_sizes, dtype, **module_kwargs)
 
