@@ -7,6 +7,7 @@ run on its own with ``python -m MODULE``.
 
 import importlib
 import logging
+import os
 import sys
 
 from absl import app, flags
@@ -22,6 +23,7 @@ COMMANDS = {
     "train": ("dapose_jax.main", "train a method (with the stages it needs) and evaluate it"),
     "style": ("dapose_jax.style_training", "train the AdaIN style network (or convert a released one)"),
     "build": ("dapose_jax.data.build", "build a data set from its downloaded release into TFDS files"),
+    "browse": ("dapose_jax.browse", "draw a data set's samples, augmented as a run sees them, with their keypoints"),
 }
 
 
@@ -29,11 +31,21 @@ def define_run_flags():
   """--config (a Python file with get_config(variant); any key can be overridden), --workdir, --multihost."""
   config_flags.DEFINE_config_file(
       "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
-      "with --config.KEY=VALUE.", lock_config=True)
+      "with --config.KEY=VALUE (--print_config lists them).", lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory of the run: config.json, metrics, checkpoints, results.json.")
-  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (Slurm, Kubernetes, Cloud TPU; "
-                    "elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.DEFINE_bool("print_config", False, "Print every key of the config with its value (after the overrides) and "
+                    "exit; no --workdir needed.")
+  flags.DEFINE_bool("multihost", False, "Start jax.distributed first: one process per host (or per GPU). JAX finds "
+                    "the coordinator, process count and id on Slurm, Open MPI, Kubernetes and Cloud TPU; elsewhere "
+                    "give them with the three flags below (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+                    "JAX_PROCESS_ID).")
+  flags.DEFINE_string("coordinator_address", None, "With --multihost: HOST:PORT of process 0, the same for all.")
+  flags.DEFINE_integer("num_processes", None, "With --multihost: how many processes take part.", lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "With --multihost: this process's index, 0 .. num_processes - 1.",
+                       lower_bound=0)
+  flags.mark_flag_as_required("config")
+  flags.register_validator("workdir", lambda workdir: workdir is not None or FLAGS["print_config"].value,
+                           "the run's directory is required")
 
 
 def expect_no_arguments(argv):
@@ -58,17 +70,43 @@ def start_jax():
   import jax
 
   if FLAGS.multihost:
-    jax.distributed.initialize()
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it; GPUs use NCCL
+    jax.distributed.initialize(**multihost_arguments())
   log_progress_to_stderr()
   cv2.setNumThreads(1)  # the input pipeline parallelises over samples; OpenCV's own threads only contend
   log.info("JAX devices: %d (%d local), process %d of %d", jax.device_count(), jax.local_device_count(),
            jax.process_index(), jax.process_count())
 
 
+MULTIHOST_ENVIRONMENT = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+                         "process_id": "JAX_PROCESS_ID"}
+
+
+def multihost_arguments():
+  """jax.distributed.initialize's arguments from the flags, else the environment; none given: JAX detects them."""
+  given = {}
+  for name, variable in MULTIHOST_ENVIRONMENT.items():
+    value = FLAGS[name].value if FLAGS[name].value is not None else os.environ.get(variable)
+    if value is not None:
+      try:
+        given[name] = value if name == "coordinator_address" else int(value)
+      except ValueError:
+        raise errors.ConfigError(f"{variable}={value!r}: expected a whole number") from None
+  if given and set(given) != set(MULTIHOST_ENVIRONMENT):
+    missing = [f"--{name} ({MULTIHOST_ENVIRONMENT[name]})" for name in MULTIHOST_ENVIRONMENT if name not in given]
+    raise errors.ConfigError(f"--multihost got {sorted(given)} but not {', '.join(missing)}: give all three, or none "
+                             "where JAX detects the cluster")
+  if given and not 0 <= given["process_id"] < given["num_processes"]:
+    raise errors.ConfigError(f"process id {given['process_id']} is not in 0 .. {given['num_processes'] - 1}")
+  return given
+
+
 def run_command(command, argv=None):
   """Defines ``command``'s flags, parses ``argv`` (default: the command line) and calls ``command.main``;
   ``--help`` shows the command's docstring and its flags. A mistake in the flags, the config file or its
-  overrides, or a ``UserError`` of the run, ends the command with one line on stderr (exit status 2)."""
+  overrides, or a ``UserError`` of the run, ends the command with one line on stderr (exit status 2); a run
+  stopped by a signal after its checkpoint says so and exits with 128 + the signal's number (SIGTERM 143,
+  SIGINT 130), as a shell reports a process that the signal ended."""
   before = set(FLAGS)
   command.define_flags()
   for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
@@ -101,11 +139,19 @@ def _parse_flags(argv):
 
 def _reporting_user_errors(main):
   def run(argv):
+    if "print_config" in FLAGS and FLAGS.print_config:
+      from dapose_jax import config_base
+
+      print("\n".join(f"{key} = {value!r}" for key, value in config_base.leaves(FLAGS.config)))
+      return
     try:
       main(argv)
     except errors.UserError as error:
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
+    except errors.Stopped as stopped:
+      print(stopped, file=sys.stderr)
+      sys.exit(stopped.exit_status)
   return run
 
 

@@ -6,6 +6,16 @@ from dapose_jax import errors
 from dapose_jax.data import sources
 
 
+def leaves(config, prefix="config"):
+  """(KEY, value) of every leaf of ``config`` (a ConfigDict or dict), KEY as ``--KEY=VALUE`` overrides it, e.g.
+  config.source_only.lr."""
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from leaves(value, f"{prefix}.{key}")
+    else:
+      yield f"{prefix}.{key}", value
+
+
 def augment(rotation, resize_pad=False, enabled=True):
   """tllib's RegDA/ERM training transform: rotation -> random resized crop -> colour jitter -> blur."""
   return dict(enabled=enabled, rotation=rotation, scale_min=0.6, scale_max=1.3, color=0.25, blur=0.8,

@@ -17,16 +17,22 @@ class MetricWriter:
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
-    from tensorboardX import SummaryWriter
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto import event_pb2
 
     self.path = workdir / workdirs.METRICS
     self._drop_lines_after(resume_step)
     self._jsonl = open(self.path, "a")
-    # purge_step: TensorBoard hides what an interrupted run logged after the restored step, as metrics.jsonl
-    # forgets it; those steps run and are logged again. The suffix keeps a file of a restart within the same
-    # second (tensorboardX names files by the second) from replacing the last one, and sorts after it.
-    self._tb = SummaryWriter(str(workdir / workdirs.TENSORBOARD), purge_step=resume_step + 1,
-                             filename_suffix=f".{time.time_ns()}")
+    # tensorboardX's SummaryWriter hands events to a thread, so its flush() may return before they are written
+    # and a kill loses them: events are written here, in the caller's thread, by its file writer. The suffix
+    # keeps a file of a restart within the same second (files are named by the second) from replacing the last
+    # one, and sorts after it.
+    (workdir / workdirs.TENSORBOARD).mkdir(parents=True, exist_ok=True)
+    self._tb = EventsWriter(str(workdir / workdirs.TENSORBOARD / "events"), f".{time.time_ns()}")
+    # A session start at step S: TensorBoard hides what an interrupted run logged at steps >= S, as
+    # metrics.jsonl forgets it; those steps run and are logged again.
+    self._write_event(event_pb2.Event(step=resume_step + 1,
+                                      session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
   def _drop_lines_after(self, step):
     """On resume, forget what was logged after the restored checkpoint (those steps run again) and a line
@@ -52,8 +58,29 @@ class MetricWriter:
     record = {"step": int(step), "kind": kind, **values}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    for key, value in _flatten(values).items():
-      self._tb.add_scalar(f"{kind}/{key}", value, int(step))
+    from tensorboardX import summary
+
+    self._write_summaries(step, [summary.scalar(f"{kind}/{key}", value) for key, value in _flatten(values).items()])
+
+  def write_images(self, step, tag, images):
+    """Each of ``images`` ({name: uint8 (H, W, 3) RGB}) as the TensorBoard image ``tag/name`` at ``step``
+    (TensorBoard only: metrics.jsonl holds numbers)."""
+    if not self.enabled:
+      return
+    from tensorboardX import summary
+
+    self._write_summaries(step, [summary.image(f"{tag}/{name}", image, dataformats="HWC")
+                                 for name, image in images.items()])
+
+  def _write_summaries(self, step, summaries):
+    from tensorboardX.proto import event_pb2, summary_pb2
+
+    values = [value for one in summaries for value in one.value]
+    self._write_event(event_pb2.Event(step=int(step), summary=summary_pb2.Summary(value=values)))
+
+  def _write_event(self, event):
+    event.wall_time = time.time()
+    self._tb.write_event(event)
     self._tb.flush()  # on disk at once, as metrics.jsonl: a kill loses nothing that was logged
 
   def close(self):

@@ -13,11 +13,10 @@ import pathlib
 import sys
 import time
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import errors, evaluators, methods, parallel, workdirs
+from dapose_jax import config_base, errors, evaluators, methods, parallel, preemption, workdirs
 from dapose_jax.data import pipeline, sources
 from dapose_jax.metric_writers import MetricWriter, Progress
 from dapose_jax.models import pose
@@ -41,28 +40,26 @@ def run(config, workdir):
   return out
 
 
-def train_iterators(config):
-  """The (source, target) training iterators of a run, at their start."""
+def train_sources(config):
+  return tuple(sources.make_source(data_config, "train") for data_config in (config.source, config.target))
+
+
+def train_iterators(config, train_sources, start):
+  """The (source, target) training iterators of a run, at the batches of step ``start`` + 1."""
   return tuple(
       pipeline.train_iterator(
-          sources.make_source(data_config, "train"), batch_size=config.batch_size,
-          image_size=config.image_size, augment=data_config.augment, seed=config.seed + offset,
-          num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers)
-      for offset, data_config in enumerate((config.source, config.target)))
+          source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
+          seed=config.seed + offset, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
+          workers=config.data.workers, start=start)
+      for offset, (source, data_config) in enumerate(zip(train_sources, (config.source, config.target))))
 
 
-def _checkpoint_args(state, source_iter, target_iter, progress, restore):
+def checkpoint_args(state, progress=None, restore=False):
+  """A checkpoint: the train state and ``progress`` (evaluation history, best entry, device count). The data
+  iterators need no state of their own: step N's batches are batch N of each (``pipeline.train_iterator``)."""
   if restore:
-    return ocp.args.Composite(
-        state=ocp.args.StandardRestore(state),
-        source_iter=grain.checkpoint.CheckpointRestore(source_iter),
-        target_iter=grain.checkpoint.CheckpointRestore(target_iter),
-        progress=ocp.args.JsonRestore())
-  return ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      source_iter=grain.checkpoint.CheckpointSave(source_iter),
-      target_iter=grain.checkpoint.CheckpointSave(target_iter),
-      progress=ocp.args.JsonSave(progress))
+    return ocp.args.Composite(state=ocp.args.StandardRestore(state), progress=ocp.args.JsonRestore())
+  return ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
 
 
 def _finite_or_raise(values, step, mngr):
@@ -138,17 +135,9 @@ def _check_config(config, method):
         f"multiple of {pose.INPUT_MULTIPLE} and the heatmap side 1/{pose.OUTPUT_STRIDE} of it (e.g. 256 and 64)")
   recorded = methods.recorded_config(config)
   for section in method.sections(config):
-    for key, value in _leaves(recorded[section], f"config.{section}"):
+    for key, value in config_base.leaves(recorded[section], f"config.{section}"):
       if (key.endswith(".lr") or key.endswith("_lr")) and not (isinstance(value, (int, float)) and value > 0):
         raise errors.ConfigError(f"{key}={value!r}: a learning rate must be a positive number")
-
-
-def _leaves(tree, prefix):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _leaves(value, f"{prefix}.{key}")
-    else:
-      yield f"{prefix}.{key}", value
 
 
 def _selection(config, evals):
@@ -174,7 +163,7 @@ def train_and_evaluate(config, workdir):
   parallel.local_batch_size(config.eval_batch_size)
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
-  source_iter, target_iter = train_iterators(config)
+  datasets = train_sources(config)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))
@@ -193,7 +182,7 @@ def train_and_evaluate(config, workdir):
       state = jax.device_put(method.load_pretrained(config, state), repl)
     else:
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-      start, restored = _restore_newest_good(mngr, _checkpoint_args(abstract, source_iter, target_iter, None, True))
+      start, restored = _restore_newest_good(mngr, checkpoint_args(abstract, restore=True))
       state, progress = restored.state, restored.progress
       log.info("resumed from %s at step %d", mngr.directory, start)
       if progress.setdefault("devices", jax.device_count()) != jax.device_count():
@@ -202,44 +191,57 @@ def train_and_evaluate(config, workdir):
                     jax.device_count())
         progress["devices"] = jax.device_count()
 
+    source_iter, target_iter = train_iterators(config, datasets, start)
     train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
                          in_shardings=(repl, data, data), out_shardings=(repl, repl))
     writer = MetricWriter(workdir, resume_step=start)
     timer = Progress(start, total_steps)
+    stop, stopped_at = preemption.StopRequests(), None
 
-    for step in range(start + 1, total_steps + 1):
-      source_batch = parallel.to_global(next(source_iter), mesh)
-      target_batch = parallel.to_global(next(target_iter), mesh)
-      state, train_metrics = train_step(state, source_batch, target_batch)
-      if step == start + 1:
-        jax.block_until_ready(train_metrics)
-        timer.mark_first_step_done(step)
-      checkpoint_now = step % config.checkpoint_every == 0 or step == total_steps
-      if step % config.log_every == 0 or checkpoint_now:
-        values = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-        _finite_or_raise(values, step, mngr)
-        rate = timer.report(step, values["loss"])
-        if rate is not None:
-          values["steps_per_second"] = rate
-        writer.write(step, "train", values)
-      if evals and (step % config.eval_every == 0 or step == total_steps):
-        eval_start = time.perf_counter()
-        result = {name: evaluator.run(state) for name, evaluator in evals.items()}
-        writer.write(step, "eval", result)
-        log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
-        entry = {"step": step, **result}
-        progress["history"].append(entry)
-        name, key = selected
-        if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
-          progress["best"] = entry
-          best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-        timer.exclude(time.perf_counter() - eval_start)
-      if checkpoint_now:
-        mngr.save(step, args=_checkpoint_args(state, source_iter, target_iter, progress, False))
+    with stop.installed():
+      for step in range(start + 1, total_steps + 1):
+        source_batch = parallel.to_global(next(source_iter), mesh)
+        target_batch = parallel.to_global(next(target_iter), mesh)
+        state, train_metrics = train_step(state, source_batch, target_batch)
+        if step == start + 1:
+          jax.block_until_ready(train_metrics)
+          timer.mark_first_step_done(step)
+        checkpoint_now = step % config.checkpoint_every == 0 or step == total_steps
+        if step % config.log_every == 0 or checkpoint_now:
+          values = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
+          _finite_or_raise(values, step, mngr)
+          rate = timer.report(step, values["loss"])
+          if rate is not None:
+            values["steps_per_second"] = rate
+          writer.write(step, "train", values)
+        if evals and (step % config.eval_every == 0 or step == total_steps):
+          eval_start = time.perf_counter()
+          result = {name: evaluator.run(state) for name, evaluator in evals.items()}
+          writer.write(step, "eval", result)
+          log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
+          entry = {"step": step, **result}
+          progress["history"].append(entry)
+          name, key = selected
+          if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
+            progress["best"] = entry
+            best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+          timer.exclude(time.perf_counter() - eval_start)
+        if checkpoint_now:
+          mngr.save(step, args=checkpoint_args(state, progress))
+        if stop.requested(step) and step < total_steps:
+          if not checkpoint_now:
+            mngr.save(step, args=checkpoint_args(state, progress), force=True)
+          stopped_at = step
+          break
 
     mngr.close()
     best_mngr.close()
     writer.close()
+    if stopped_at is not None:
+      raise errors.Stopped(
+          f"stopped by {stop.signal.name} after step {stopped_at} of {total_steps}; checkpoint "
+          f"{mngr.directory / str(stopped_at)} is written: run the same command to resume",
+          exit_status=128 + stop.signal)
     results = {"final": progress["history"][-1] if progress["history"] else None,
                "best": progress["best"], "selected_on": "/".join(selected) if evals else None,
                "metric": evals[selected[0]].description if evals else None,

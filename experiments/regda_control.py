@@ -4,8 +4,8 @@ of simply training longer.
 
   python experiments/regda_control.py --table runs/demo_table --seeds 0 1 2 --steps 200
 
-For each seed it writes the last stage-1 checkpoint of TABLE/regda_sSEED/pretrain (train state, both data
-iterators advanced to the same position, evaluation history) into TABLE/regda_control_sSEED, resumes it
+For each seed it writes the last stage-1 checkpoint of TABLE/regda_sSEED/pretrain (train state, evaluation
+history; the data iterators continue from the step) into TABLE/regda_control_sSEED, resumes it
 with ``epochs`` raised by steps / iters_per_epoch (same learning-rate schedule, the data order continues),
 and prints target/source 'all' PCK: stage 1 end, control end, RegDA stage 2 end. The checkpoint is
 rewritten rather than copied because stage-1 runs made before the source-only state gained its ``style``
@@ -36,12 +36,8 @@ def continue_from(stage1_config, pretrain, control):
     restored = old.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved),
                                                          progress=ocp.args.JsonRestore()))
   state = source_only.State(**restored.state, style={})
-  iterators = train.train_iterators(stage1_config)
-  for iterator in iterators:
-    for _ in range(step):
-      next(iterator)
   with ocp.CheckpointManager(control / "checkpoints", options=ocp.CheckpointManagerOptions(create=True)) as new:
-    new.save(step, args=train._checkpoint_args(state, *iterators, restored.progress, False))
+    new.save(step, args=train.checkpoint_args(state, restored.progress))
     new.wait_until_finished()
 
 

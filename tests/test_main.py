@@ -94,3 +94,24 @@ def test_a_config_mistake_is_one_line_without_a_traceback(args, message, tmp_pat
   proc = run_module("dapose_jax.main", *args, f"--workdir={tmp_path / 'run'}")
   assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_print_config_lists_every_key_as_it_is_overridden_and_needs_no_workdir():
+  proc = run_module("dapose_jax.main", "--config=configs/demo.py:smoke", "--config.seed=3", "--print_config")
+  lines = proc.stdout.splitlines()
+  assert proc.returncode == 0 and "config.seed = 3" in lines and "config.image_size = 64" in lines
+  assert "config.source.augment.rotation = 30.0" in lines and "config.source_only.lr_milestones = (4,)" in lines
+  assert all(" = " in line and line.startswith("config.") for line in lines)
+  missing = run_module("dapose_jax.main", "--config=configs/demo.py:smoke")
+  assert missing.returncode == 2 and "--workdir" in missing.stderr and "required" in missing.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_processes=2", "--process_id=0"], "not --coordinator_address (JAX_COORDINATOR_ADDRESS)"),
+    (["--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=2"], "process id 2 is not in 0 .. 1"),
+])
+def test_an_incomplete_multihost_start_is_one_line_naming_the_missing_flag(args, message, tmp_path):
+  proc = run_module("dapose_jax.main", "--config=configs/demo.py:smoke", f"--workdir={tmp_path / 'run'}",
+                    "--multihost", *args)
+  assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+  assert not (tmp_path / "run").exists()

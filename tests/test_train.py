@@ -104,17 +104,48 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(fini
   assert shown.keys() == expected.keys() and all(abs(shown[k] - v) <= 1e-6 * max(1, abs(v)) for k, v in expected.items())
 
 
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_after_a_checkpoint_and_the_restart_reaches_the_uninterrupted_results(
+    finished_run, tmp_path, signum, status):
+  workdir, final_state, results = finished_run
+  signal_after = random.Random(signum).randint(1, 4)  # checkpoints are written at steps 3 and 6
+  stopped = tmp_path / "stopped"
+  child = subprocess.Popen(
+      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import cli, train; from tests.test_train "
+       "import tiny_config; cli._reporting_user_errors(lambda _: train.train_and_evaluate(tiny_config(), "
+       "sys.argv[1]))([])", str(stopped)],
+      cwd=pathlib.Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 600
+  while signal_after not in logged_steps(stopped) and child.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.02)
+  assert child.poll() is None, "the run ended before the signal"
+  child.send_signal(signum)
+  _, stderr = child.communicate(timeout=600)
+  assert child.returncode == status, stderr
+  message = stderr.strip().splitlines()[-1]
+  stopped_at = int(message.split("after step ")[1].split()[0])
+  assert signal_after <= stopped_at < 6
+  assert message == (f"stopped by {signal.Signals(signum).name} after step {stopped_at} of 6; checkpoint "
+                     f"{stopped / 'checkpoints' / str(stopped_at)} is written: run the same command to resume")
+  assert logged_steps(stopped) == list(range(1, stopped_at + 1))  # the writers were flushed
+  state, resumed = train.train_and_evaluate(tiny_config(), stopped)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
+  assert json.loads((stopped / "results.json").read_text()) == json.loads((workdir / "results.json").read_text())
+  records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
+  assert records(stopped) == records(workdir)
+
+
 def damage(checkpoint, part):
   if part == "state data":  # the largest file of the parameters, cut in half
     largest = max((f for f in (checkpoint / "state").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
     largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
   elif part == "state manifest":
     (checkpoint / "state" / "manifest.ocdbt").unlink()
-  elif part == "iterator state":
-    next((checkpoint / "source_iter").glob("*.json")).write_text("")
+  elif part == "progress":
+    (checkpoint / "progress" / "metadata").write_text("")
 
 
-@pytest.mark.parametrize("part", ["state data", "state manifest", "iterator state"])
+@pytest.mark.parametrize("part", ["state data", "state manifest", "progress"])
 def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(
     finished_run, tmp_path, part, caplog, capfd):
   workdir, final_state, results = finished_run
@@ -137,7 +168,7 @@ def test_when_no_checkpoint_restores_the_error_says_so_and_nothing_is_moved(fini
   resumed_dir = tmp_path / "resumed"
   shutil.copytree(workdir, resumed_dir)
   for step in ("3", "6"):
-    damage(resumed_dir / "checkpoints" / step, "iterator state")
+    damage(resumed_dir / "checkpoints" / step, "progress")
   with pytest.raises(RuntimeError, match=r"no checkpoint in .* can be restored \(steps \[6, 3\]\)"):
     train.train_and_evaluate(tiny_config(), resumed_dir)
   assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == ["3", "6"]

@@ -29,18 +29,30 @@ def _test_sample(sample, *, image_size, resize_pad):
   return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
 
 
-def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0):
-  """Infinite iterator of this process's share of each global training batch (checkpointable)."""
+def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0,
+                   start=0):
+  """Infinite iterator of this process's share of each global training batch, from batch ``start`` on.
+
+  Global batch j holds elements j*B .. j*B+B-1 of one seeded shuffled, repeated and augmented stream that every
+  process defines alike (an element's augmentation is seeded by its position), and process p loads only its
+  consecutive share of each; so the global batches do not depend on the number of processes, and a run resumes
+  (on any number of processes) by starting at the batch of its step.
+  """
   local = batch_size // jax.process_count()
-  ds = grain.MapDataset.source(source)
-  ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.seed(seed).shuffle().repeat()
-  ds = ds.random_map(functools.partial(_train_sample, image_size=image_size, augment=augment))
-  ds = ds.batch(local, drop_remainder=True)
+  stream = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+  stream = stream.random_map(functools.partial(_train_sample, image_size=image_size, augment=augment))
+  share = grain.MapDataset.range(len(stream) // batch_size * local).map(functools.partial(
+      _element_of_share, stream=stream, global_batch=batch_size, local=local, offset=jax.process_index() * local))
+  ds = share.batch(local, drop_remainder=True)[start:]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
   if workers:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it)
+
+
+def _element_of_share(k, *, stream, global_batch, local, offset):
+  """Element ``k`` of one process's share: its (k // local)-th global batch, position offset + k % local."""
+  return stream[k // local * global_batch + offset + k % local]
 
 
 def eval_batches(source, *, batch_size, image_size, resize_pad, num_threads=2):

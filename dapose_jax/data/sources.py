@@ -4,7 +4,8 @@ Every source reports the keypoint set it stores (``source.keypoint_set``, a ``sk
 embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
 ``keypoint_set`` is filled from that declaration when the config is made (``config_base.domain``) and checked
 against it when the source is opened. Built TFDS data sets (see ``dapose_jax.data.build``) also carry their raw
-annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores.
+annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A built sample that cannot be decoded
+raises ``CorruptSampleError`` naming the data set, the split and the index.
 """
 
 import pathlib
@@ -13,6 +14,10 @@ from dapose_jax import errors, skeletons
 
 
 class MissingDatasetError(errors.MissingInputError):
+  pass
+
+
+class CorruptSampleError(errors.CorruptInputError):
   pass
 
 
@@ -55,17 +60,32 @@ def _builder_class(name):
 
 
 class BuiltSplit:
-  """One split of a built TFDS data set, read by index, with the keypoint set its builder declares."""
+  """One split of a built TFDS data set, read by index, with the keypoint set its builder declares. ``where``
+  names the split in errors, e.g. "data set 'lsp' split 'test'"; ``rebuild`` says how to build it again."""
 
-  def __init__(self, data_source, keypoint_set):
+  def __init__(self, data_source, keypoint_set, where, rebuild):
     self._data = data_source
     self.keypoint_set = keypoint_set
+    self._where = where
+    self._rebuild = rebuild
 
   def __len__(self):
     return len(self._data)
 
   def __getitem__(self, index):
-    return self._data[index]
+    try:
+      sample = self._data[index]
+    except IndexError:  # past the end: ends an iteration
+      raise
+    except Exception as error:  # noqa: BLE001  e.g. TFDS's decoder gets None from OpenCV for a truncated JPEG
+      raise self._corrupt(index, f"{type(error).__name__}: {error}") from error
+    if sample["image"] is None or not sample["image"].size:
+      raise self._corrupt(index, "empty image")
+    return sample
+
+  def _corrupt(self, index, cause):
+    return CorruptSampleError(f"{self._where} sample {index} cannot be decoded ({cause}); {self._rebuild} (a build "
+                              "checks every image)")
 
   def __repr__(self):
     return f"BuiltSplit({self._data!r}, keypoint_set={self.keypoint_set.name})"
@@ -79,7 +99,11 @@ def _built_source(builder_class, name, data_dir, split):
   if not builder.is_prepared():
     raise MissingDatasetError(
         f"dataset {name!r} is not built in {data_dir}. {builder.MANUAL_DOWNLOAD_INSTRUCTIONS}\n"
-        f"Then build it once (seconds to minutes):\n  python -m dapose_jax.data.build --dataset {name} "
-        f"--manual_dir MANUAL_DIR --data_dir {data_dir}")
+        f"Then build it once (seconds to minutes):\n  {_build_command(name, data_dir)}")
+  rebuild = f"delete {builder.data_dir} and build it again with {_build_command(name, data_dir)}"
   return BuiltSplit(builder.as_data_source(split=builder_class.SPLITS[split]),
-                    skeletons.get(builder_class.keypoint_set()))
+                    skeletons.get(builder_class.keypoint_set()), f"data set {name!r} split {split!r}", rebuild)
+
+
+def _build_command(name, data_dir):
+  return f"python -m dapose_jax.data.build --dataset {name} --manual_dir MANUAL_DIR --data_dir {data_dir}"

@@ -83,7 +83,10 @@ class _AnimalPose(common.AnimalBuilder, skip_registration=True):
     return samples
 
   def _example(self, animal, annotation):
-    image = common.read_rgb(annotation["image"], LAYOUT)
+    image = self._read_image(f"{animal} image_id {int(annotation['image_id'])}", common.read_rgb,
+                             annotation["image"], LAYOUT)
+    if image is None:
+      return None
     joints20 = annotation["keypoints"]
     x_min, y_min, x_max, y_max = annotation["bbox"]
     box = common.udape_box(x_min, y_min, x_max, y_max)

@@ -12,6 +12,10 @@ Crops are made once, at build time, as the reference code makes them at load tim
 A builder that crops records the square as ``crop_box`` = [x0, y0, side] in original pixels and stores keypoints
 in pixels of the stored image = (original - (x0, y0)) * stored side / side (``to_crop``). JPEGs are written at
 quality 95: the pipeline resizes (and augments) every image, so the loss does not matter.
+
+Every image file is decoded whole during the build, including those stored byte for byte, so a truncated or
+corrupt file fails the build (``CorruptImageError``, naming the file and the sample) instead of a training run.
+A builder made with ``skip_corrupt=True`` leaves such samples out instead and lists them in ``skipped``.
 """
 
 import abc
@@ -29,6 +33,8 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
+
+from dapose_jax import errors
 
 JPEG_QUALITY = 95
 MAX_SIDE = 512  # stored crops are shrunk to at most this side
@@ -64,6 +70,11 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return cls.KEYPOINT_SET
   CITATION: str
 
+  def __init__(self, *, skip_corrupt=False, **kwargs):
+    super().__init__(**kwargs)
+    self.skip_corrupt = skip_corrupt
+    self.skipped = []  # {'sample', 'file', 'error'} of each sample that skip_corrupt left out of this build
+
   @abc.abstractmethod
   def _features(self):
     """The example's features (``features``: the image, keypoints, visible, then the builder's own)."""
@@ -72,6 +83,21 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(self._features()), homepage=self.HOMEPAGE, citation=self.CITATION,
         disable_shuffling=True)
+
+  def _read_image(self, sample, read, path, *args, **kwargs):
+    """``read(path, *args, **kwargs)`` with one of the readers below (``jpeg_file``, ``read_rgb``, ``crop_hand``),
+    which decode the image file ``path`` whole; ``sample`` says which sample of the release needs it (e.g.
+    "sample 2 (image_id 3)"). A corrupt or truncated file raises ``CorruptImageError`` naming the file and the
+    sample; with ``skip_corrupt`` it is logged and listed in ``skipped`` instead, and None is returned: the
+    caller leaves the sample out."""
+    try:
+      return read(path, *args, **kwargs)
+    except CorruptImageError as error:
+      if not self.skip_corrupt:
+        raise CorruptImageError(error.path, error.cause, f"{sample} of {self.name}") from error.__cause__
+      logging.warning("skipping %s of %s: %s cannot be decoded (%s)", sample, self.name, error.path, error.cause)
+      self.skipped.append({"sample": sample, "file": str(error.path), "error": error.cause})
+      return None
 
 
 class AnimalBuilder(Builder, skip_registration=True):
@@ -86,7 +112,7 @@ class AnimalBuilder(Builder, skip_registration=True):
 
   @abc.abstractmethod
   def _example(self, animal, sample):
-    """The example of one sample of ``_animal_samples``."""
+    """The example of one sample of ``_animal_samples``; None leaves the sample out (``_read_image``)."""
 
   def _split_generators(self, dl_manager):
     samples = {"train": [], "test": []}
@@ -97,7 +123,9 @@ class AnimalBuilder(Builder, skip_registration=True):
 
   def _generate_examples(self, samples):
     for key, (animal, sample) in enumerate(samples):
-      yield key, self._example(animal, sample)
+      example = self._example(animal, sample)
+      if example is not None:
+        yield key, example
 
 
 class EmptySplitsMixin:
@@ -193,9 +221,10 @@ def read_rgb(path, layout):
 
 def jpeg_file(path, max_side=None):
   """(JPEG bytes, scale) of an image file: the file's own bytes when it is an RGB JPEG of side <= ``max_side``,
-  else its RGB pixels, shrunk to at most ``max_side`` and encoded. scale = stored pixels per file pixel."""
+  else its RGB pixels, shrunk to at most ``max_side`` and encoded. scale = stored pixels per file pixel. The file
+  is decoded whole either way (``_open_image``)."""
   path = pathlib.Path(path)
-  with _open_image(path) as image:  # reads the header only
+  with _open_image(path) as image:
     if image.format == "JPEG" and image.mode == "RGB" and (max_side is None or max(image.size) <= max_side):
       return path.read_bytes(), 1.0
     rgb = np.asarray(image.convert("RGB"))
@@ -213,16 +242,29 @@ def _encode_jpeg(rgb):
   return buffer.getvalue()
 
 
+class CorruptImageError(errors.CorruptInputError):
+  """An image file of the release that cannot be decoded whole: truncated, corrupt or not an image."""
+
+  def __init__(self, path, cause, sample=None):
+    self.path, self.cause = pathlib.Path(path), str(cause)
+    image_of = f" (the image of {sample})" if sample else ""
+    super().__init__(f"{path}{image_of} cannot be decoded: {cause}; replace it with the file from the release and "
+                     "build again, or build with --skip_corrupt to leave out such samples")
+
+
 @contextlib.contextmanager
 def _open_image(path):
-  """``PIL.Image.open(path)``; an error while reading or decoding the image names the file."""
-  try:
-    with Image.open(path) as image:
-      yield image
-  except FileNotFoundError:
-    raise
-  except OSError as error:  # not an image, or a truncated or corrupt one (PIL's messages may omit the path)
-    raise ValueError(f"{path} cannot be read as an image: {error}") from error
+  """``PIL.Image.open(path)``, decoded whole: a corrupt or truncated file (which OpenCV may decode in part, or
+  the pipeline's decoder reject in training) raises ``CorruptImageError``."""
+  with contextlib.ExitStack() as stack:
+    try:
+      image = stack.enter_context(Image.open(path))
+      image.load()  # raises on a truncated file (PIL's default ImageFile.LOAD_TRUNCATED_IMAGES = False)
+    except OSError as error:
+      if error.errno is not None:  # the file system's error (missing file, no permission), not the image's
+        raise
+      raise CorruptImageError(path, error) from error
+    yield image
 
 
 # -- tllib's crops -----------------------------------------------------------------------------------------------

@@ -127,7 +127,11 @@ class Freihand(common.Builder, skip_registration=True):
     for key, (version, index) in enumerate(samples):
       intrinsic_matrix, xyz, mano = annotations[index]
       path = self._image_path(root, version, index)
-      jpeg, keypoints, crop_box = common.crop_hand(path, project(xyz, intrinsic_matrix), flip=True)
+      hand = self._read_image(f"frame {index} ({version})", common.crop_hand, path, project(xyz, intrinsic_matrix),
+                              flip=True)
+      if hand is None:
+        continue
+      jpeg, keypoints, crop_box = hand
       yield key, {
           "image": jpeg, "keypoints": keypoints, "visible": np.ones(21, np.float32),
           "keypoints3d": xyz.astype(np.float32), "intrinsic_matrix": intrinsic_matrix.astype(np.float32),

@@ -83,7 +83,11 @@ class H3d(common.Builder, skip_registration=True):
   def _generate_examples(self, root, entries, indices):
     for key, i in enumerate(indices):
       entry = entries[i]
-      jpeg, _ = common.jpeg_file(root / entry["name"])  # the file's own bytes when it is an RGB JPEG
+      # the file's own bytes when it is an RGB JPEG
+      image = self._read_image(f"entry {i} of annotation.json", common.jpeg_file, root / entry["name"])
+      if image is None:
+        continue
+      jpeg, _ = image
       yield key, {
           "image": jpeg,
           "keypoints": np.asarray(entry["keypoint2d"], np.float32), "visible": np.ones(21, np.float32),

@@ -162,10 +162,12 @@ class Human36m(common.EmptySplitsMixin, common.Builder, skip_registration=True):
       keys.setdefault(index, []).append(key)
 
     def one(index):
-      path = root / "images" / samples["name"][index]
-      image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-      if image is None:
-        raise ValueError(f"{path} cannot be read as an image")
+      image_id, subject = samples["ids"][index][:2]
+      rgb = self._read_image(f"image id {image_id} of subject {subject}", common.read_rgb,
+                             root / "images" / samples["name"][index], self.LAYOUT)
+      if rgb is None:
+        return []
+      image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # = cv2.imread's pixels, as crop_to_jpeg takes them
       box = common.square_box(common.keypoint_box(samples["uv16"][index]), image.shape[1], image.shape[0])
       jpeg, factor = common.crop_to_jpeg(image, box, self.MAX_SIDE)
       example = {

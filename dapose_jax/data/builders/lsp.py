@@ -58,7 +58,11 @@ class _LeedsSportsPose(common.Builder, skip_registration=True):
     for i, (path, joints14) in enumerate(zip(images, joints)):
       flag = joints14[:, 2]
       keypoints, visible = to_body16(joints14[:, :2], flag if self.FLAG_MEANS_VISIBLE else 1 - flag)
-      jpeg, _ = common.jpeg_file(path)  # the file's own bytes; a rare non-RGB file is re-encoded
+      # the file's own bytes; a rare non-RGB file is re-encoded
+      image = self._read_image(f"sample {i} (image_id {i + 1})", common.jpeg_file, path)
+      if image is None:
+        continue
+      jpeg, _ = image
       yield i, {"image": jpeg, "keypoints": keypoints, "visible": visible, "joints14": joints14.astype(np.float32),
                 "image_id": i + 1}
 

@@ -148,7 +148,11 @@ class Rhd(common.Builder, skip_registration=True):
       index = [i + (0 if is_left else 21) for i in HAND21_FROM_RHD]
       uv_vis = np.asarray(anno["uv_vis"])[index]
       name = f"{subset}/color/{sample_id:05d}.png"
-      jpeg, keypoints, crop_box = common.crop_hand(root / name, uv_vis[:, :2], flip=not is_left)
+      hand = self._read_image(f"{subset} sample {sample_id} ({'left' if is_left else 'right'} hand)",
+                              common.crop_hand, root / name, uv_vis[:, :2], flip=not is_left)
+      if hand is None:
+        continue
+      jpeg, keypoints, crop_box = hand
       yield key, {
           "image": jpeg, "keypoints": keypoints, "visible": uv_vis[:, 2].astype(np.float32),
           "keypoints3d": np.asarray(anno["xyz"])[index].astype(np.float32),

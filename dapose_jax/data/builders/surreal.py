@@ -159,13 +159,17 @@ class Surreal(common.EmptySplitsMixin, common.Builder, skip_registration=True):
     def one(item):
       key, (_, run, entry) = item
       relative = f"{split}/run{run}/{entry['name']}"
-      jpeg, factor = common.jpeg_file(root / relative, self.MAX_SIDE)
+      image = self._read_image(f"entry {entry['name']!r} of {split}/run{run}.json", common.jpeg_file, root / relative,
+                               self.MAX_SIDE)
+      if image is None:
+        return None
+      jpeg, factor = image
       keypoints24 = common.to_crop(entry["keypoint2d"], (0, 0), factor)
       intrinsics = common.crop_intrinsics(entry["intrinsic_matrix"], 0, 0, factor)
       return key, _example(jpeg, keypoints24, np.asarray(entry["keypoint3d"], np.float64), intrinsics,
                            UNKNOWN_CROP_BOX, relative, -1)
 
-    yield from common.bounded_map(one, chosen)
+    yield from (example for example in common.bounded_map(one, chosen) if example is not None)
 
 
 def _tllib_keep(num_samples, split):

@@ -78,7 +78,9 @@ class _SynAnimal(common.AnimalBuilder, skip_registration=True):
   def _example(self, animal, sample):
     render, index = sample
     vertices = _load_vertices(render.with_name(render.name[:-len("img.png")] + "kpts.npy"), animal)
-    image = common.read_rgb(render, LAYOUT)
+    image = self._read_image(f"{animal} render {index}", common.read_rgb, render, LAYOUT)
+    if image is None:
+      return None
     h, w = image.shape[:2]
     x_min, y_min = vertices[:, :2].min(axis=0)
     x_max, y_max = vertices[:, :2].max(axis=0)

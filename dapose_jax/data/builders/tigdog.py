@@ -74,7 +74,9 @@ class _TigDog(common.AnimalBuilder, skip_registration=True):
     landmarks = _frame_landmarks(cells[landmark_path], frame_in_shot, landmark_path)
     if animal == "tiger":
       landmarks = landmarks[list(TIGER_ORDER)]
-    image = common.read_rgb(image_path, LAYOUT)
+    image = self._read_image(f"{animal} shot {shot_id} frame {frame}", common.read_rgb, image_path, LAYOUT)
+    if image is None:
+      return None
     h, w = image.shape[:2]
     x, y, flag = landmarks[:, 0], landmarks[:, 1], landmarks[:, 2]
     if not (x > 0).any() or not (y > 0).any():
