@@ -20,21 +20,17 @@ import sys
 import cv2
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
-from dapose_jax import cli, drawing, errors
+from dapose_jax import cli, drawing, errors, train
 from dapose_jax.data import pipeline, sources
 
 FLAGS = flags.FLAGS
-DOMAINS = ("source", "target")
 SHEET = "contact_sheet.png"
 
 
 def define_flags():
-  config_flags.DEFINE_config_file(
-      "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
-      "with --config.KEY=VALUE.", lock_config=True)
-  flags.DEFINE_enum("domain", "source", DOMAINS, "The data set of the config to show.")
+  cli.define_config_flag()
+  flags.DEFINE_enum("domain", "source", train.DOMAINS, "The data set of the config to show.")
   flags.DEFINE_enum("split", "train", ("train", "test"), "train: augmented, as the run trains on it; test: the test "
                     "transform, as the evaluators see it.")
   flags.DEFINE_integer("count", 16, "How many samples to show.", lower_bound=1)
@@ -45,22 +41,18 @@ def define_flags():
   flags.DEFINE_integer("seed", None, "--split=train: the seed of the stream's shuffle and augmentation (default: the "
                        "one a run of the config uses, config.seed, + 1 for the target).")
   flags.DEFINE_bool("overwrite", False, f"Replace an existing {SHEET}.")
-  flags.mark_flag_as_required("config")
 
 
 def samples(config, domain, split, seed=None):
   """The samples of ``config[domain]``'s ``split`` in the order and form a run sees them: dicts of image
   (S, S, 3) uint8, keypoints (K, 2) in its pixels, visible (K,). Train: the endless augmented stream (seeded
   by ``seed``, default the run's); test: every sample once, in the test transform."""
-  data_config = config[domain]
-  source = sources.make_source(data_config, split)
+  source = sources.make_source(config[domain], split)
   if split == "train":
-    seed = config.seed + DOMAINS.index(domain) if seed is None else seed  # as train.train_iterators seeds it
-    batches = pipeline.train_iterator(source, batch_size=config.batch_size, image_size=config.image_size,
-                                      augment=data_config.augment, seed=seed)
+    batches = train.train_iterator(config, domain, source, seed=seed)
   else:
     batches = pipeline.eval_batches(source, batch_size=config.eval_batch_size, image_size=config.image_size,
-                                    resize_pad=data_config.resize_pad)
+                                    resize_pad=config[domain].resize_pad)
   for batch in batches:
     real = batch["mask"] > 0 if "mask" in batch else np.ones(len(batch["image"]), bool)  # test: padding is not
     for i in np.flatnonzero(real):

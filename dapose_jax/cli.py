@@ -27,14 +27,20 @@ COMMANDS = {
 }
 
 
-def define_run_flags():
-  """--config (a Python file with get_config(variant); any key can be overridden), --workdir, --multihost."""
+def define_config_flag():
+  """--config (required): a Python file with get_config(variant); any key can be overridden."""
   config_flags.DEFINE_config_file(
       "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
-      "with --config.KEY=VALUE (--print_config lists them).", lock_config=True)
+      "with --config.KEY=VALUE.", lock_config=True)
+  flags.mark_flag_as_required("config")
+
+
+def define_run_flags():
+  """--config, --workdir, --print_config, --multihost and its coordinator flags."""
+  define_config_flag()
   flags.DEFINE_string("workdir", None, "Directory of the run: config.json, metrics, checkpoints, results.json.")
-  flags.DEFINE_bool("print_config", False, "Print every key of the config with its value (after the overrides) and "
-                    "exit; no --workdir needed.")
+  flags.DEFINE_bool("print_config", False, "Print every key of the config (as --config.KEY overrides it) with its "
+                    "value and exit; no --workdir needed.")
   flags.DEFINE_bool("multihost", False, "Start jax.distributed first: one process per host (or per GPU). JAX finds "
                     "the coordinator, process count and id on Slurm, Open MPI, Kubernetes and Cloud TPU; elsewhere "
                     "give them with the three flags below (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
@@ -43,7 +49,6 @@ def define_run_flags():
   flags.DEFINE_integer("num_processes", None, "With --multihost: how many processes take part.", lower_bound=1)
   flags.DEFINE_integer("process_id", None, "With --multihost: this process's index, 0 .. num_processes - 1.",
                        lower_bound=0)
-  flags.mark_flag_as_required("config")
   flags.register_validator("workdir", lambda workdir: workdir is not None or FLAGS["print_config"].value,
                            "the run's directory is required")
 

@@ -5,6 +5,9 @@ import logging
 import time
 
 import jax
+from tensorboardX import summary
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto import event_pb2, summary_pb2
 
 from dapose_jax import workdirs
 
@@ -17,9 +20,6 @@ class MetricWriter:
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
-    from tensorboardX.event_file_writer import EventsWriter
-    from tensorboardX.proto import event_pb2
-
     self.path = workdir / workdirs.METRICS
     self._drop_lines_after(resume_step)
     self._jsonl = open(self.path, "a")
@@ -58,8 +58,6 @@ class MetricWriter:
     record = {"step": int(step), "kind": kind, **values}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    from tensorboardX import summary
-
     self._write_summaries(step, [summary.scalar(f"{kind}/{key}", value) for key, value in _flatten(values).items()])
 
   def write_images(self, step, tag, images):
@@ -67,14 +65,10 @@ class MetricWriter:
     (TensorBoard only: metrics.jsonl holds numbers)."""
     if not self.enabled:
       return
-    from tensorboardX import summary
-
     self._write_summaries(step, [summary.image(f"{tag}/{name}", image, dataformats="HWC")
                                  for name, image in images.items()])
 
   def _write_summaries(self, step, summaries):
-    from tensorboardX.proto import event_pb2, summary_pb2
-
     values = [value for one in summaries for value in one.value]
     self._write_event(event_pb2.Event(step=int(step), summary=summary_pb2.Summary(value=values)))
 

@@ -40,18 +40,26 @@ def run(config, workdir):
   return out
 
 
+DOMAINS = ("source", "target")  # a run's training stream of each is seeded config.seed + its index
+
+
 def train_sources(config):
-  return tuple(sources.make_source(data_config, "train") for data_config in (config.source, config.target))
+  return tuple(sources.make_source(config[domain], "train") for domain in DOMAINS)
+
+
+def train_iterator(config, domain, source, start=0, seed=None):
+  """The training iterator of ``config[domain]`` over ``source`` at the batches of step ``start`` + 1, seeded as
+  a run seeds it unless ``seed`` is given."""
+  data_config = config[domain]
+  return pipeline.train_iterator(
+      source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
+      seed=config.seed + DOMAINS.index(domain) if seed is None else seed, num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch, workers=config.data.workers, start=start)
 
 
 def train_iterators(config, train_sources, start):
   """The (source, target) training iterators of a run, at the batches of step ``start`` + 1."""
-  return tuple(
-      pipeline.train_iterator(
-          source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
-          seed=config.seed + offset, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
-          workers=config.data.workers, start=start)
-      for offset, (source, data_config) in enumerate(zip(train_sources, (config.source, config.target))))
+  return tuple(train_iterator(config, domain, source, start) for domain, source in zip(DOMAINS, train_sources))
 
 
 def checkpoint_args(state, progress=None, restore=False):
@@ -226,11 +234,10 @@ def train_and_evaluate(config, workdir):
             progress["best"] = entry
             best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
           timer.exclude(time.perf_counter() - eval_start)
-        if checkpoint_now:
-          mngr.save(step, args=checkpoint_args(state, progress))
-        if stop.requested(step) and step < total_steps:
-          if not checkpoint_now:
-            mngr.save(step, args=checkpoint_args(state, progress), force=True)
+        stop_now = stop.requested(step) and step < total_steps
+        if checkpoint_now or stop_now:
+          mngr.save(step, args=checkpoint_args(state, progress), force=stop_now)
+        if stop_now:
           stopped_at = step
           break
 

@@ -2,16 +2,15 @@
 curves, the pictures of an evaluation and their TensorBoard images."""
 
 import io
-import struct
 import types
 
 import numpy as np
 import pytest
 from PIL import Image
-from tensorboardX.proto import event_pb2
 
 from dapose_jax import drawing, skeletons, workdirs
 from dapose_jax.metric_writers import MetricWriter
+from tests.test_metric_writers import tensorboard_events
 
 # left hand, nose, right hand; limbs hand-nose-hand
 FACE = skeletons.KeypointSet(name="face", names=("l_hand", "nose", "r_hand"), groups={"all": (0, 1, 2)},
@@ -149,17 +148,8 @@ def test_evaluation_pictures_draw_the_decoded_prediction_beside_the_truth():
 
 def tensorboard_images(directory):
   """{(tag, step): uint8 RGB image} of the event files in ``directory``."""
-  images = {}
-  for path in sorted(directory.glob("events.out.tfevents.*")):
-    data, offset = path.read_bytes(), 0
-    while offset < len(data):  # TFRecord: length (8), its CRC (4), the record, its CRC (4)
-      (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-      offset += 16 + length
-      for value in event.summary.value:
-        if value.HasField("image"):
-          images[(value.tag, event.step)] = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
-  return images
+  return {(value.tag, event.step): np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+          for event in tensorboard_events(directory) for value in event.summary.value if value.HasField("image")}
 
 
 def test_write_images_puts_each_picture_in_tensorboard_under_its_tag(tmp_path):

@@ -10,19 +10,25 @@ from dapose_jax import workdirs
 from dapose_jax.metric_writers import MetricWriter
 
 
-def tensorboard_scalars(directory):
-  """{(tag, step): value} as TensorBoard shows it: event files in name (= time) order, and an event that starts a
-  session at step S hides everything logged before it at steps >= S (``purge_step``)."""
-  scalars = {}
+def tensorboard_events(directory):
+  """Every event of the event files in ``directory``, files in name (= time) order."""
   for path in sorted(directory.glob("events.out.tfevents.*")):
     data, offset = path.read_bytes(), 0
     while offset < len(data):  # TFRecord: length (8), its CRC (4), the record, its CRC (4)
       (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      yield event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
       offset += 16 + length
-      if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-        scalars = {key: v for key, v in scalars.items() if key[1] < event.step}
-      for value in event.summary.value:
+
+
+def tensorboard_scalars(directory):
+  """{(tag, step): value} as TensorBoard shows it: an event that starts a session at step S hides everything
+  logged before it at steps >= S (``purge_step``)."""
+  scalars = {}
+  for event in tensorboard_events(directory):
+    if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+      scalars = {key: v for key, v in scalars.items() if key[1] < event.step}
+    for value in event.summary.value:
+      if value.HasField("simple_value"):
         scalars[(value.tag, event.step)] = value.simple_value
   return scalars
 
