@@ -1,5 +1,7 @@
-"""Reading trained trees back: the best state of a finished run, checked against the tree it replaces."""
+"""Reading trained trees back: the best state of a finished run, checked against the tree it replaces; how a
+checkpoint's state differs from the state a config makes."""
 
+import dataclasses
 import pathlib
 
 import jax
@@ -32,3 +34,37 @@ def checked_like(loaded, expected):
     return a
 
   return jax.tree.map(check, loaded, expected)
+
+
+def state_mismatch(stored, expected):
+  """How a checkpoint's state differs from the ``expected`` state (a method's state dataclass for a config, of
+  arrays or shape structs), in one phrase, or None: ``stored`` is the checkpoint's Orbax metadata tree (nested
+  dicts). Compared: the state's fields, and the names and shapes of every array of its dict-valued fields (the
+  model's parameters and statistics); the rest (optimiser states) is left to the restore."""
+  fields = {field.name: getattr(expected, field.name) for field in dataclasses.fields(expected)}
+  if set(stored.keys()) != set(fields):
+    return f"its state has the fields {sorted(stored.keys())}, this method's state {sorted(fields)}"
+  for name, value in fields.items():
+    if not isinstance(value, dict):
+      continue
+    found, wanted = _shapes(stored[name]), _shapes(value)
+    for key, shape in wanted.items():
+      if key not in found:
+        return f"it has no {name}.{key}, which this config's model has"
+      if found[key] != shape:
+        return f"its {name}.{key} has shape {found[key]}, this config's model {shape}"
+    extra = sorted(set(found) - set(wanted))
+    if extra:
+      return f"it has {name}.{extra[0]}, which this config's model has not"
+  return None
+
+
+def _shapes(tree):
+  """{dotted path: shape} of the arrays of a tree of arrays, shape structs or Orbax array metadata."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+  return {".".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def _key_name(key):
+  """A dict key, attribute name or sequence index of a tree path, as Orbax names it."""
+  return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))

@@ -23,6 +23,8 @@ COMMANDS = {
     "train": ("dapose_jax.main", "train a method (with the stages it needs) and evaluate it"),
     "style": ("dapose_jax.style_training", "train the AdaIN style network (or convert a released one)"),
     "build": ("dapose_jax.data.build", "build a data set from its downloaded release into TFDS files"),
+    "evaluate": ("dapose_jax.evaluate", "a trained checkpoint's PCK tables (and more metrics) on a split, as JSON"),
+    "predict": ("dapose_jax.predict", "keypoints of images (JSON and a drawn PNG each) from a trained checkpoint"),
     "browse": ("dapose_jax.browse", "draw a data set's samples, augmented as a run sees them, with their keypoints"),
 }
 
@@ -163,7 +165,8 @@ def _reporting_user_errors(main):
 def _usage():
   lines = ["usage: dapose-jax COMMAND [--flag=value ...]   (dapose-jax COMMAND --help lists its flags)", "",
            "commands:"]
-  lines += [f"  {name:<7} {summary}" for name, (_, summary) in COMMANDS.items()]
+  width = max(map(len, COMMANDS))
+  lines += [f"  {name:<{width}} {summary}" for name, (_, summary) in COMMANDS.items()]
   return "\n".join(lines)
 
 

@@ -65,6 +65,7 @@ def base_config():
   # selects on the target test split.
   c.evals = dict(target=pck_eval("target"), source=pck_eval("source"))
   c.select_on = "target"
+  c.eval_pictures = 4  # samples drawn (truth vs prediction, heatmaps) to TensorBoard per domain at each evaluation
   c.data = dict(num_threads=2, prefetch=4, workers=0)
   # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
   c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,

@@ -35,6 +35,14 @@ def to_global(batch, mesh):
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
+def to_host(array):
+  """A global jax.Array as one numpy array on every process (gathered from the other processes' devices)."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(array))
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
 def global_sum(local_count):
   """The sum over all processes of an integer that each process counted on its own."""
   if jax.process_count() == 1:

@@ -160,6 +160,19 @@ def _selection(config, evals):
   return name, key
 
 
+def _drawn(config, evals):
+  """{domain: its first evaluator}: whose split's first ``config.eval_pictures`` samples are drawn."""
+  if config.eval_pictures <= 0:
+    return {}
+  if config.eval_pictures > parallel.local_batch_size(config.eval_batch_size):
+    raise errors.ConfigError(f"config.eval_pictures={config.eval_pictures} is more than the images of one evaluation "
+                             f"batch on each process ({parallel.local_batch_size(config.eval_batch_size)}): draw fewer")
+  first = {}
+  for evaluator_name, spec in config.evals.items():
+    first.setdefault(spec.domain, evals[evaluator_name])
+  return first
+
+
 def train_and_evaluate(config, workdir):
   """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir.
   Everything that can be checked is checked before anything is written."""
@@ -171,6 +184,7 @@ def train_and_evaluate(config, workdir):
   parallel.local_batch_size(config.eval_batch_size)
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
+  drawn = _drawn(config, evals)
   datasets = train_sources(config)
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
@@ -226,6 +240,9 @@ def train_and_evaluate(config, workdir):
           eval_start = time.perf_counter()
           result = {name: evaluator.run(state) for name, evaluator in evals.items()}
           writer.write(step, "eval", result)
+          for name, evaluator in drawn.items():
+            writer.write_images(step, f"pictures/{name}", evaluators.pictures(
+                evaluator, state, config=config, mesh=mesh, count=config.eval_pictures))
           log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
           entry = {"step": step, **result}
           progress["history"].append(entry)

@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import json
 import pathlib
 import random
@@ -11,9 +12,11 @@ import time
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 import configs.demo
 from dapose_jax import methods, skeletons, train
+from tests.test_metric_writers import tensorboard_events
 
 
 def tiny_config(**overrides):
@@ -52,6 +55,19 @@ def test_run_writes_config_metrics_tensorboard_checkpoints_and_results(finished_
     assert all(-100.0 <= v <= 100.0 for v in on_disk["final"][split].values())
   assert on_disk["final"]["step"] == 6
   assert on_disk["best"]["target"]["all"] == max(e["target"]["all"] for e in evals)
+
+
+def test_each_evaluation_draws_truth_vs_prediction_and_heatmaps_of_each_domain_to_tensorboard(finished_run):
+  workdir, _, _ = finished_run
+  images = {(value.tag, event.step): value.image for event in tensorboard_events(workdir / "tensorboard")
+            for value in event.summary.value if value.HasField("image")}
+  tags = {f"pictures/{domain}/{kind}" for domain in ("target", "source") for kind in ("truth_vs_prediction", "heatmaps")}
+  assert set(images) == {(tag, step) for tag in tags for step in (3, 6)}
+  comparison = images[("pictures/target/truth_vs_prediction", 6)]
+  pixels = np.asarray(Image.open(io.BytesIO(comparison.encoded_image_string)))
+  assert pixels.shape == (comparison.height, comparison.width, 3)
+  # config.eval_pictures = 4 samples one above the other, each at least the 32-pixel input tall
+  assert comparison.height >= 4 * 32 and pixels.std() > 0
 
 
 def test_resumed_run_continues_exactly_where_it_stopped(finished_run, tmp_path):
@@ -217,6 +233,7 @@ def test_more_epochs_extend_a_finished_run_as_if_it_had_been_that_long(finished_
     ("source_only.lr", -1e-3, "config.source_only.lr=-0.001: a learning rate must be a positive number"),
     ("source_only.lr", float("nan"), "config.source_only.lr=nan"),
     ("model.backbone", "resnet13", "config.model.backbone='resnet13' is unknown"),
+    ("eval_pictures", 9, "config.eval_pictures=9 is more than the images of one evaluation batch"),
 ])
 def test_a_config_that_cannot_work_is_refused_before_anything_is_written(key, value, message, tmp_path):
   config = tiny_config()

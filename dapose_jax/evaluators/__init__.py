@@ -3,18 +3,22 @@
 An evaluator is made from a predict function ``(state, uint8 images) -> heatmaps``, a split (a random-access
 source and how its images are resized), the split's keypoint set and its own settings; ``run(state)`` returns
 ``{key: value}``. It declares the keys it returns (``keys``), the one that stands for it (``headline``, what
-``config.select_on = "NAME"`` selects on) and a one-line ``description``.
+``config.select_on = "NAME"`` selects on) and a one-line ``description``, and keeps what it was made from as
+``predict``, ``source``, ``keypoint_set`` and ``resize_pad`` (what ``pictures`` draws with).
 
 ``config.evals.NAME = dict(type=TYPE, domain="source"|"target", split="test"|"train", **settings)``.
+TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics on decoded coordinates
+(``coordinates.py``): "pck_bbox", "pck_auc", "epe".
 """
 
 import jax
+import numpy as np
 
-from dapose_jax import errors, parallel
+from dapose_jax import drawing, errors, parallel
 from dapose_jax.data import sources
-from dapose_jax.evaluators import pck
+from dapose_jax.evaluators import coordinates, pck
 
-TYPES = {"pck": pck.PCK}
+TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE}
 DOMAINS = ("source", "target")
 
 
@@ -43,3 +47,18 @@ def from_config(config, method, mesh):
     except TypeError as error:  # an unknown setting
       raise errors.ConfigError(f"config.evals.{name}: {error}") from None
   return evaluators
+
+
+def pictures(evaluator, state, *, config, mesh, count):
+  """``drawing.evaluation_pictures`` of the first ``count`` samples of an evaluator's split, predicted with its
+  compiled predict function: the samples are padded to a global batch of ``config.eval_batch_size``, so nothing
+  is compiled again (``count`` must fit in one process's share of it). Each process draws the same samples."""
+
+  def predict(images):
+    local = np.zeros((parallel.local_batch_size(config.eval_batch_size), *images.shape[1:]), images.dtype)
+    local[:len(images)] = images
+    heatmaps = evaluator.predict(state, parallel.to_global(local, mesh))
+    return parallel.to_host(heatmaps)[:len(images)]
+
+  return drawing.evaluation_pictures(predict, evaluator.source, evaluator.keypoint_set, config,
+                                     resize_pad=evaluator.resize_pad, count=count)

@@ -20,7 +20,8 @@ class PCK:
     metrics.GroupPCK(keypoint_set.groups, mode=aggregation)  # checks the mode now
     self.keys = tuple(keypoint_set.groups)
     self.description = f"PCK@{threshold} in percent ({aggregation} aggregation)"
-    self._predict, self._source, self._groups, self._aggregation = predict, source, keypoint_set.groups, aggregation
+    self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
+    self._groups, self._aggregation = keypoint_set.groups, aggregation
     self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)
     self._mesh = mesh
 
@@ -36,10 +37,10 @@ class PCK:
 
   def run(self, state):
     table = metrics.GroupPCK(self._groups, mode=self._aggregation)
-    for batch in pipeline.eval_batches(self._source, **self._batching):
+    for batch in pipeline.eval_batches(self.source, **self._batching):
       real = int(batch["mask"].sum())
       batch = parallel.to_global(batch, self._mesh)
-      correct, counted = jax.device_get(self._counts(self._predict(state, batch["image"]), batch))
+      correct, counted = jax.device_get(self._counts(self.predict(state, batch["image"]), batch))
       per_keypoint = np.where(counted > 0, correct / np.maximum(counted, 1), -1.0)
       table.update(per_keypoint, parallel.global_sum(real))
     return {name: 100.0 * value for name, value in table.result().items()}

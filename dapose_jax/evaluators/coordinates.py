@@ -1,0 +1,140 @@
+"""Metrics on decoded keypoint coordinates, as mmpose defines them (``mmpose/evaluation/functional/keypoint_eval.py``
+and the metric classes of ``mmpose/evaluation/metrics/keypoint_2d_metrics.py``, mmpose 1.x).
+
+Coordinates are in input pixels (the ``config.image_size`` square the model sees, after the split's resize or
+resize-and-pad), not in the original image's pixels. A prediction is the integer argmax of its heatmap times the
+stride (``keypoints_in_pixels``): the inverse of the targets' centre ``int(x / stride + 0.5)``, the decoding
+tllib's PCK scores, without mmpose's quarter-pixel shift toward the higher neighbour, so these metrics and
+``pck`` judge the same predictions. It quantises: a perfect heatmap is up to stride / 2 off per axis. The
+ground truth is the split's keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
+
+- ``pck_bbox`` (mmpose ``PCKAccuracy(norm_item="bbox")`` with ``keypoint_pck_accuracy``): a keypoint is correct
+  when its distance to the truth, divided by the sample's box size, is below ``threshold`` (default 0.05). The
+  box size is max(width, height) of the box of the sample's visible ground-truth keypoints (our samples carry no
+  person box); a sample whose box has size 0 is left out, as mmpose drops a zero ``norm_factor``.
+- ``pck_auc`` (mmpose ``AUC`` / ``keypoint_auc``): the mean, over the ``num_thresholds`` (20) thresholds
+  i / num_thresholds for i = 0 .. num_thresholds - 1, of PCK with distances divided by ``norm_factor`` pixels
+  (default 30, mmpose's). Threshold 0 counts nothing (the test is a strict ``<``), so a perfect prediction scores
+  (num_thresholds - 1) / num_thresholds = 95 %.
+- ``epe`` (mmpose ``EPE`` / ``keypoint_epe``): the mean distance in input pixels over every visible keypoint of
+  the split (pooled, not a mean of per-keypoint means).
+
+As in mmpose, a PCK is the mean of the per-keypoint rates (each over the split's samples) of the keypoints that
+count at all, 0 where none does; EPE is 0 where nothing counts. Each metric gives one value per group of the
+keypoint set over the group's keypoints (mmpose reports one over all keypoints: the ``all`` group, except for
+Body16, whose ``all`` leaves out head, neck, thorax and pelvis as the reference PCK does). PCKs are in percent,
+EPE in pixels; the headline is ``all``. EPE is lower-is-better: ``config.select_on`` keeps the highest value,
+so do not select on it.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dapose_jax import keypoints, parallel
+from dapose_jax.data import pipeline
+
+
+def keypoints_in_pixels(heatmaps, image_size):
+  """(xy (..., K, 2) in input pixels, confidence (..., K): each map's maximum) of heatmaps (..., H, W, K)."""
+  xy, confidence = keypoints.argmax_2d(heatmaps)
+  return xy * (image_size / heatmaps.shape[-2]), confidence
+
+
+class _CoordinateMetric:
+  """One pass over a split: per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on
+  the host, then ``_result``. Subclasses set ``description`` and the two functions."""
+
+  headline = "all"
+
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad):
+    self.keys = tuple(keypoint_set.groups)
+    self._groups = {name: list(indices) for name, indices in keypoint_set.groups.items()}
+    self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
+    self._mesh = mesh
+    self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)
+
+    def sums(heatmaps, batch):
+      pred, _ = keypoints_in_pixels(heatmaps, config.image_size)
+      counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
+      return self._batch_sums(pred, batch["keypoints"], counted)
+
+    data = parallel.data_sharding(mesh)
+    self._sums = jax.jit(sums, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
+
+  def run(self, state):
+    total = None
+    for batch in pipeline.eval_batches(self.source, **self._batching):
+      batch = parallel.to_global(batch, self._mesh)
+      sums = jax.device_get(self._sums(self.predict(state, batch["image"]), batch))
+      sums = jax.tree.map(lambda x: np.asarray(x, np.float64), sums)
+      total = sums if total is None else jax.tree.map(np.add, total, sums)
+    return {name: float(value) for name, value in self._result(total).items()}
+
+  def _group_rates(self, hits, counted):
+    """{group: mean of the per-keypoint rates hits / counted over the group's keypoints that count}, 0 if none."""
+    out = {}
+    for name, indices in self._groups.items():
+      n = counted[..., indices]
+      rates = np.where(n > 0, hits[..., indices] / np.maximum(n, 1), 0.0)
+      out[name] = np.sum(rates, axis=-1) / np.maximum(np.sum(n > 0, axis=-1), 1)
+    return out
+
+
+def _distances(pred, truth):
+  return jnp.linalg.norm(pred - truth, axis=-1)
+
+
+class PCKBBox(_CoordinateMetric):
+  """mmpose PCK normalised by the box of the visible ground-truth keypoints (see the module docstring)."""
+
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05):
+    self.description = f"PCK@{threshold} of the keypoints' box size (mmpose PCKAccuracy, norm_item='bbox') in percent"
+    self._threshold = threshold
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
+
+  def _batch_sums(self, pred, truth, counted):
+    low = jnp.min(jnp.where(counted[..., None], truth, jnp.inf), axis=-2)
+    high = jnp.max(jnp.where(counted[..., None], truth, -jnp.inf), axis=-2)
+    size = jnp.max(jnp.where(jnp.isfinite(high - low), high - low, 0.0), axis=-1)  # (B,)
+    counted = counted & (size > 0)[:, None]
+    hits = (_distances(pred, truth) / jnp.where(size > 0, size, 1.0)[:, None] < self._threshold) & counted
+    return jnp.sum(hits, axis=0), jnp.sum(counted, axis=0)
+
+  def _result(self, total):
+    hits, counted = total
+    return {name: 100.0 * rate for name, rate in self._group_rates(hits, counted).items()}
+
+
+class PCKAUC(_CoordinateMetric):
+  """mmpose AUC: the mean PCK over thresholds 0, 1/n, .. (n-1)/n of ``norm_factor`` pixels (module docstring)."""
+
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, norm_factor=30.0,
+               num_thresholds=20):
+    self.description = (f"area under the PCK curve, {num_thresholds} thresholds up to {num_thresholds - 1}/"
+                        f"{num_thresholds} of {norm_factor} px (mmpose AUC) in percent")
+    self._norm_factor = norm_factor
+    self._thresholds = jnp.arange(num_thresholds, dtype=jnp.float32) / num_thresholds
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
+
+  def _batch_sums(self, pred, truth, counted):
+    normalised = _distances(pred, truth) / self._norm_factor  # (B, K)
+    hits = (normalised[None] < self._thresholds[:, None, None]) & counted[None]  # (T, B, K)
+    return jnp.sum(hits, axis=1), jnp.sum(counted, axis=0)
+
+  def _result(self, total):
+    hits, counted = total
+    return {name: 100.0 * float(np.mean(rates)) for name, rates in self._group_rates(hits, counted).items()}
+
+
+class EPE(_CoordinateMetric):
+  """mmpose EPE: the mean end-point error in input pixels over the visible keypoints (module docstring)."""
+
+  description = "mean end-point error in input pixels (mmpose EPE)"
+
+  def _batch_sums(self, pred, truth, counted):
+    return jnp.sum(jnp.where(counted, _distances(pred, truth), 0.0), axis=0), jnp.sum(counted, axis=0)
+
+  def _result(self, total):
+    distance, counted = total
+    return {name: float(np.sum(distance[idx]) / max(np.sum(counted[idx]), 1)) for name, idx in self._groups.items()}

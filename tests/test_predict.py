@@ -1,0 +1,140 @@
+"""The predict command: keypoints mapped back to the original image's pixels, a bad file named while the others
+run, outputs never replaced silently, and the flip test."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dapose_jax import errors, inference, parallel, predict, skeletons
+from dapose_jax.methods import base
+from tests.test_evaluate import run_cli, trained_run
+from tests.test_train import tiny_config
+
+
+def fake_model(eval_heatmaps, tmp_path, **config):
+  method = base.Method(name="fake", init=None, train_step=None, eval_heatmaps=eval_heatmaps)
+  return inference.Model(tiny_config(**config), method, {}, inference.Checkpoint(tmp_path, 0, tmp_path),
+                         skeletons.BODY16)
+
+
+def peak_at(column, row, value=0.7):
+  """eval_heatmaps: every keypoint's 8 x 8 map peaks at one cell (input pixels (4 column, 4 row))."""
+  def eval_heatmaps(config, state, images):
+    return jnp.zeros((images.shape[0], 8, 8, 16)).at[:, row, column, :].set(value)
+  return eval_heatmaps
+
+
+def save(path, width, height):
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)).save(path)
+  return path
+
+
+def test_keypoints_are_mapped_back_to_the_pixels_of_non_square_images(tmp_path):
+  wide, tall = save(tmp_path / "wide.png", 60, 30), save(tmp_path / "tall.jpg", 20, 50)
+  copies = [save(tmp_path / f"copy{i}.png", 60, 30) for i in range(3)]  # 5 images: 2 batches of 4, one padded
+  model = fake_model(peak_at(column=4, row=3), tmp_path, eval_batch_size=4)
+  paths, failed = predict.plan([wide, tall, *copies], tmp_path / "out")
+  assert failed == 0 and predict.predict(model, parallel.make_mesh(), paths, tmp_path / "out") == 5
+  # input (16, 12) px; 60 x 30 -> 32 x 16 padded 8 rows above: ((16 - 0) * 60 / 32, (12 - 8) * 30 / 16)
+  for name in ("wide", "copy2"):
+    record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+    assert record["keypoints"] == [pytest.approx([30.0, 7.5, 0.7])] * 16
+  # 20 x 50 -> 12 x 32 padded 10 columns on the left: ((16 - 10) * 20 / 12, 12 * 50 / 32)
+  record = json.loads((tmp_path / "out" / "tall.json").read_text())
+  assert record["keypoints"] == [pytest.approx([10.0, 18.75, 0.7])] * 16
+  assert record["names"] == list(skeletons.BODY16.names) and record["image"] == str(tall)
+  assert Image.open(tmp_path / "out" / "tall.png").size == (20, 50)
+
+
+def test_a_file_that_is_no_image_is_named_and_the_others_still_run(tmp_path, capsys):
+  good = save(tmp_path / "good.png", 32, 32)
+  bad = tmp_path / "bad.jpg"
+  bad.write_bytes(b"not a JPEG")
+  paths, failed = predict.plan([tmp_path, tmp_path / "missing.png"], tmp_path / "out")
+  assert paths == [bad, good] and failed == 1  # the folder's images, sorted; the missing path failed
+  assert predict.predict(fake_model(peak_at(1, 1), tmp_path), parallel.make_mesh(), paths, tmp_path / "out") == 1
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "good.png"]
+  assert capsys.readouterr().err.splitlines() == [
+      f"warning: {tmp_path / 'missing.png'}: no such file or folder",
+      f"warning: {bad}: cannot be read as an image (UnidentifiedImageError: cannot identify image file '{bad}')"]
+
+
+def test_outputs_are_replaced_only_with_overwrite(tmp_path):
+  image = save(tmp_path / "a.png", 32, 32)
+  (tmp_path / "out").mkdir()
+  (tmp_path / "out" / "a.json").write_text("{}")
+  with pytest.raises(errors.UserError, match=r"out already holds .*a.json; pass --overwrite to replace them"):
+    predict.plan([image], tmp_path / "out")
+  assert predict.plan([image], tmp_path / "out", overwrite=True) == ([image], 0)
+
+
+def test_a_second_input_with_the_same_name_is_refused(tmp_path, capsys):
+  (tmp_path / "b").mkdir()
+  first, second = save(tmp_path / "x.png", 32, 32), save(tmp_path / "b" / "x.jpg", 32, 32)
+  assert predict.plan([first, second], tmp_path / "out") == ([first], 1)
+  assert f"warning: {second}: has the name of {first}" in capsys.readouterr().err
+
+
+def test_flip_back_mirrors_swaps_the_flip_pairs_and_shifts_one_column():
+  heatmaps = np.zeros((1, 8, 8, 16), np.float32)
+  heatmaps[0, 2, 6, 0] = 1.0  # r_ankle at column 6 of the mirrored image
+  heatmaps[0, 5, 0, 9] = 0.5  # head_top (no pair) at column 0: mirrored to 7, shifted out, column 0 kept
+  back = np.asarray(inference.flip_back(jnp.asarray(heatmaps), skeletons.BODY16))
+  assert back[0, 2, 2, 5] == 1.0 and back[0, 2].sum() == 1.0  # l_ankle (5) at column 8 - 6 = 2
+  assert back[0, 5, 0, 9] == 0.0 and back[0, 5, :, 9].sum() == 0.0
+
+
+def left_right_detector(config, state, images):
+  """A mirror-consistent fake model: right-side keypoints (r_*) at the brightest pixel of the image's left half,
+  left-side ones (l_*) at that of its right half, at cell round((pixel + 0.5) / stride) as the targets place
+  them; the others at column 4, row 1."""
+  batch, side = images.shape[:2]
+  size = config.heatmap_size
+  bright = jnp.sum(images.astype(jnp.float32), axis=-1)
+  columns = jnp.arange(side)
+
+  def peak(half):
+    index = jnp.argmax(jnp.where(half[None, None, :], bright, -1.0).reshape(batch, -1), axis=-1)
+    row, column = (jnp.round((i + 0.5) / (side // size)).astype(jnp.int32) for i in (index // side, index % side))
+    return jax.nn.one_hot(row, size)[:, :, None] * jax.nn.one_hot(column, size)[:, None, :]
+
+  left, right = peak(columns < side // 2), peak(columns >= side // 2)
+  centre = jnp.zeros((batch, size, size)).at[:, 1, 4].set(1.0)
+  maps = [left if n.startswith("r_") else right if n.startswith("l_") else centre for n in skeletons.BODY16.names]
+  return jnp.stack(maps, axis=-1)
+
+
+def test_the_flip_test_of_a_mirror_consistent_model_agrees_with_it_everywhere(tmp_path):
+  images = np.zeros((4, 32, 32, 3), np.uint8)
+  images[:, 10, 5] = 255  # left half: row 10, column 5 -> cell (1, 3) -> input (4, 12)
+  images[:, 20, 22] = 255  # right half: row 20, column 22 -> cell (6, 5) -> input (24, 20)
+  model, mesh = fake_model(left_right_detector, tmp_path), parallel.make_mesh()
+  xy, confidence = map(np.asarray, predict.keypoint_predictor(model, mesh, flip=True)(model.state, images))
+  names = skeletons.BODY16.names
+  expected = [(4, 12) if n.startswith("r_") else (24, 20) if n.startswith("l_") else (16, 4) for n in names]
+  np.testing.assert_array_equal(xy, np.broadcast_to(np.array(expected, np.float32), xy.shape))
+  # both halves of the average agree: 1.0 (a wrong pair swap or shift would leave 0.5)
+  np.testing.assert_array_equal(confidence, np.ones((4, 16)))
+  plain_xy, _ = predict.keypoint_predictor(model, mesh)(model.state, images)
+  np.testing.assert_array_equal(xy, plain_xy)
+
+
+def test_the_command_writes_json_and_png_names_a_bad_file_and_exits_1(tmp_path):
+  run = trained_run()
+  good = save(tmp_path / "person.png", 48, 40)
+  bad = tmp_path / "notes.txt"
+  bad.write_text("not an image")
+  out = tmp_path / "out"
+  proc = run_cli("predict", f"--config={run}", f"--checkpoint={run / 'best'}", str(good), str(bad), f"--out={out}")
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  assert f"warning: {bad}: cannot be read as an image" in proc.stderr
+  record = json.loads((out / "person.json").read_text())
+  assert record["names"] == list(skeletons.BODY16.names) and len(record["keypoints"]) == 16
+  assert record["step"] == 3 and record["checkpoint"] == str(run / "best" / "3")
+  assert Image.open(out / "person.png").size == (48, 40)
+  again = run_cli("predict", f"--config={run}", f"--checkpoint={run}", str(good), f"--out={out}")
+  assert again.returncode == 2 and again.stderr.strip().startswith(f"error: {out} already holds {out / 'person.json'}")
