@@ -26,6 +26,9 @@ COMMANDS = {
     "evaluate": ("dapose_jax.evaluate", "a trained checkpoint's PCK tables (and more metrics) on a split, as JSON"),
     "predict": ("dapose_jax.predict", "keypoints of images (JSON and a drawn PNG each) from a trained checkpoint"),
     "browse": ("dapose_jax.browse", "draw a data set's samples, augmented as a run sees them, with their keypoints"),
+    "import": ("dapose_jax.torch_checkpoints", "a published PyTorch checkpoint (tllib, RegDA, UDAPE, DAML) as a run "
+               "folder for evaluate and predict"),
+    "pose_vae": ("dapose_jax.pose_vae", "train the pose VAE on the source poses and score each one's difficulty"),
 }
 
 
@@ -71,11 +74,38 @@ def log_progress_to_stderr():
     absl_logging.set_verbosity(absl_logging.WARNING)
 
 
+COMPILATION_CACHE_ENVIRONMENT = "DAPOSE_JAX_COMPILATION_CACHE"
+COMPILATION_CACHE_OFF = ("", "off", "0", "false", "no")
+
+
+def compilation_cache_dir():
+  """Where compiled XLA programs persist between runs, so that a second run of the same shapes skips most of
+  its compilation: $DAPOSE_JAX_COMPILATION_CACHE, else $XDG_CACHE_HOME (default ~/.cache)/dapose_jax/jax_cache;
+  None when that variable is set to off (or "", 0, false, no)."""
+  chosen = os.environ.get(COMPILATION_CACHE_ENVIRONMENT)
+  if chosen is not None:
+    return None if chosen.strip().lower() in COMPILATION_CACHE_OFF else os.path.expanduser(chosen)
+  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+  return os.path.join(cache_home, "dapose_jax", "jax_cache")
+
+
+def enable_compilation_cache():
+  """JAX's persistent compilation cache in ``compilation_cache_dir()``, before anything compiles; a directory
+  set through JAX's own JAX_COMPILATION_CACHE_DIR is kept."""
+  import jax
+
+  directory = compilation_cache_dir()
+  if directory and not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
 def start_jax():
-  """For the commands that train: jax.distributed with --multihost, the progress log, one OpenCV thread."""
+  """For the commands that train: the persistent compilation cache, jax.distributed with --multihost, the
+  progress log, one OpenCV thread."""
   import cv2  # here, not at the top: the dispatcher and --help need neither OpenCV nor JAX
   import jax
 
+  enable_compilation_cache()
   if FLAGS.multihost:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it; GPUs use NCCL
     jax.distributed.initialize(**multihost_arguments())

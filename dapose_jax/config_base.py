@@ -67,6 +67,18 @@ def base_config():
   c.select_on = "target"
   c.eval_pictures = 4  # samples drawn (truth vs prediction, heatmaps) to TensorBoard per domain at each evaluation
   c.data = dict(num_threads=2, prefetch=4, workers=0)
+  # Dua et al.'s pose VAE (dapose_jax/pose_vae.py, `dapose-jax pose_vae`): an MLP VAE on the normalised source
+  # training keypoints, trained with Adam; its reconstruction error scores each sample's difficulty. kl_weight is
+  # the seed's lambda; widths are the encoder's hidden layers (the decoder mirrors them).
+  c.pose_vae = dict(latent=8, widths=(256, 256), kl_weight=0.1, steps=3000, lr=1e-3, batch_size=256, log_every=250,
+                    seed=0)
+  # How the source training stream draws its samples (dapose_jax/sampling.py): "uniform" (a shuffled pass per
+  # epoch), "cl" (curriculum over the difficulty bins) or "hm" (hard mining); the last two read the scores file of
+  # `dapose-jax pose_vae` (WORKDIR/pose_vae/scores.json). bins: equal-width bins over the scores' range;
+  # upper_quantile < 1: the bins end at that quantile of the scores (the rest go to the last bin), not at their
+  # maximum; cl_fraction: the share of the run's steps over which the curriculum grows from bin 1 to all bins;
+  # hm_alpha: bin b is drawn with weight b ** hm_alpha.
+  c.sampling = dict(name="uniform", scores="", bins=25, upper_quantile=1.0, cl_fraction=0.5, hm_alpha=1.0)
   # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
   c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,
                        nesterov=True, weight_decay=0.0, lr_milestones=(45, 60), lr_factor=0.1,

@@ -1,4 +1,4 @@
-"""PCK exactly as the reference ``accuracy`` computes it, and per-group tables over a split."""
+"""PCK exactly as the reference ``accuracy`` computes it, per-group tables over a split, and EvalPose."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +82,32 @@ class GroupPCK:
       values = values[values >= 0]
       out[name] = float(values.mean()) if values.size else -1.0
     return out
+
+
+def _angle_triplets(keypoint_set):
+  """Index arrays (a, j, b) of the keypoint set's angles."""
+  return tuple(np.array(index) for index in zip(*keypoint_set.angles.values()))
+
+
+def joint_angles(keypoints, keypoint_set):
+  """(..., T) unsigned angles in [0, pi] at the keypoint set's ``angles`` (a, j, b) of keypoints (..., K, 2): the
+  angle at j between j -> a and j -> b; 0 where one of the two segments has length 0."""
+  a, j, b = _angle_triplets(keypoint_set)
+  u, v = keypoints[..., a, :] - keypoints[..., j, :], keypoints[..., b, :] - keypoints[..., j, :]
+  # atan2(|u x v|, u . v) is exact near 0 and pi, where arccos of the normalised dot product loses digits
+  cross = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+  return jnp.arctan2(jnp.abs(cross), jnp.sum(u * v, axis=-1))
+
+
+def evalpose(pred_keypoints, gt_keypoints, visible, keypoint_set):
+  """EvalPose (Dua et al.) of each image, in [0, 1]: the cosine Theta1 . Theta2 / (|Theta1| |Theta2|) between the
+  vectors of joint angles (``joint_angles``) of the prediction and of the ground truth, over the angles whose three
+  ground-truth keypoints are all visible. Keypoints (..., K, 2), ``visible`` (..., K); returns (...): NaN for an
+  image without such an angle, 0 where one of the two vectors is 0 (every used angle collapsed)."""
+  a, j, b = _angle_triplets(keypoint_set)
+  used = (visible[..., a] > 0) & (visible[..., j] > 0) & (visible[..., b] > 0)
+  pred = jnp.where(used, joint_angles(pred_keypoints, keypoint_set), 0.0)
+  gt = jnp.where(used, joint_angles(gt_keypoints, keypoint_set), 0.0)
+  norms = jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(gt, axis=-1)
+  cosine = jnp.sum(pred * gt, axis=-1) / jnp.where(norms > 0, norms, 1.0)
+  return jnp.where(jnp.any(used, axis=-1), cosine, jnp.nan)

@@ -16,7 +16,7 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import config_base, errors, evaluators, methods, parallel, preemption, workdirs
+from dapose_jax import config_base, errors, evaluators, methods, parallel, preemption, sampling, workdirs
 from dapose_jax.data import pipeline, sources
 from dapose_jax.metric_writers import MetricWriter, Progress
 from dapose_jax.models import pose
@@ -49,12 +49,13 @@ def train_sources(config):
 
 def train_iterator(config, domain, source, start=0, seed=None):
   """The training iterator of ``config[domain]`` over ``source`` at the batches of step ``start`` + 1, seeded as
-  a run seeds it unless ``seed`` is given."""
+  a run seeds it unless ``seed`` is given; the source's stream is drawn by ``config.sampling``."""
   data_config = config[domain]
+  seed = config.seed + DOMAINS.index(domain) if seed is None else seed
   return pipeline.train_iterator(
       source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
-      seed=config.seed + DOMAINS.index(domain) if seed is None else seed, num_threads=config.data.num_threads,
-      prefetch=config.data.prefetch, workers=config.data.workers, start=start)
+      seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers,
+      start=start, sampler=sampling.from_config(config, source, seed) if domain == "source" else None)
 
 
 def train_iterators(config, train_sources, start):
@@ -186,6 +187,7 @@ def train_and_evaluate(config, workdir):
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
   datasets = train_sources(config)
+  sampling.from_config(config, datasets[0], config.seed)  # a sampler's scores file is checked before any write
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))

@@ -234,6 +234,7 @@ def test_more_epochs_extend_a_finished_run_as_if_it_had_been_that_long(finished_
     ("source_only.lr", float("nan"), "config.source_only.lr=nan"),
     ("model.backbone", "resnet13", "config.model.backbone='resnet13' is unknown"),
     ("eval_pictures", 9, "config.eval_pictures=9 is more than the images of one evaluation batch"),
+    ("sampling.name", "hm", "needs config.sampling.scores: run `dapose-jax pose_vae"),
 ])
 def test_a_config_that_cannot_work_is_refused_before_anything_is_written(key, value, message, tmp_path):
   config = tiny_config()

@@ -4,6 +4,7 @@ Batches hold uint8 images and keypoints; normalisation and heatmap targets are c
 """
 
 import functools
+import sys
 
 import grain
 import jax
@@ -30,16 +31,21 @@ def _test_sample(sample, *, image_size, resize_pad):
 
 
 def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0,
-                   start=0):
+                   start=0, sampler=None):
   """Infinite iterator of this process's share of each global training batch, from batch ``start`` on.
 
   Global batch j holds elements j*B .. j*B+B-1 of one seeded shuffled, repeated and augmented stream that every
   process defines alike (an element's augmentation is seeded by its position), and process p loads only its
   consecutive share of each; so the global batches do not depend on the number of processes, and a run resumes
-  (on any number of processes) by starting at the batch of its step.
+  (on any number of processes) by starting at the batch of its step. A ``sampler`` (``dapose_jax.sampling``: the
+  source index of each stream position, a pure function of the position) replaces the shuffled passes.
   """
   local = batch_size // jax.process_count()
-  stream = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+  if sampler is None:
+    stream = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+  else:
+    stream = grain.MapDataset.range(sys.maxsize).seed(seed).map(functools.partial(
+        _sampled_element, source=source, sampler=sampler))
   stream = stream.random_map(functools.partial(_train_sample, image_size=image_size, augment=augment))
   share = grain.MapDataset.range(len(stream) // batch_size * local).map(functools.partial(
       _element_of_share, stream=stream, global_batch=batch_size, local=local, offset=jax.process_index() * local))
@@ -48,6 +54,10 @@ def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads
   if workers:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it)
+
+
+def _sampled_element(position, *, source, sampler):
+  return source[sampler(position)]
 
 
 def _element_of_share(k, *, stream, global_batch, local, offset):
