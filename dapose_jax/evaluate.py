@@ -19,14 +19,13 @@ headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.
 
 import inspect
 import json
-import os
 import pathlib
 import sys
 
 from absl import flags
 from ml_collections import ConfigDict
 
-from dapose_jax import cli, config_base, drawing, errors, evaluators, inference, parallel
+from dapose_jax import cli, config_base, drawing, errors, evaluators, inference, parallel, workdirs
 
 FLAGS = flags.FLAGS
 BOTH = "both"
@@ -144,9 +143,7 @@ def main(argv):
   record = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "method": model.config.method,
             "split": FLAGS.split, "flip": FLAGS.flip, "results": results, "metrics": descriptions}
   out.parent.mkdir(parents=True, exist_ok=True)
-  partial = out.with_name(f".{out.name}.partial")
-  partial.write_text(json.dumps(record, indent=2) + "\n")
-  os.replace(partial, out)
+  workdirs.write_atomic(out, (json.dumps(record, indent=2) + "\n").encode())
   print(f"wrote {out}")
   if len(thresholds) > 1:
     lines = curves(results, evals, thresholds)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dapose_jax import cli, errors
+from dapose_jax import cli, errors, workdirs
 from dapose_jax.data import sources
 from dapose_jax.metric_writers import Progress
 
@@ -232,17 +232,11 @@ def run(config, workdir):
             "seconds": {"read": round(read_seconds, 1), "train": round(train_seconds, 1)}, "scores": scores.tolist()}
   if jax.process_index() == 0:
     out.mkdir(parents=True, exist_ok=True)
-    _write_replacing(out / PARAMS, flax.serialization.to_bytes(jax.device_get(params)))
-    _write_replacing(out / SCORES, (json.dumps(record) + "\n").encode())
+    workdirs.write_atomic(out / PARAMS, flax.serialization.to_bytes(jax.device_get(params)))
+    workdirs.write_atomic(out / SCORES, (json.dumps(record) + "\n").encode())
   log.info("pose VAE: read %.0f s, trained %.0f s; scores (min %.4g, median %.4g, max %.4g) in %s", read_seconds,
            train_seconds, scores.min(), np.median(scores), scores.max(), out / SCORES)
   return out / SCORES
-
-
-def _write_replacing(path, data):
-  partial = path.with_name(f".{path.name}.partial")
-  partial.write_bytes(data)
-  partial.replace(path)
 
 
 def load_params(vae_config, num_keypoints, folder):

@@ -9,15 +9,13 @@ A run that stylises images reads ``config.style.net`` (such a file) or, when it 
 """
 
 import json
-import os
 import pathlib
-import tempfile
 
 import flax.serialization
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import checkpoints, errors
+from dapose_jax import checkpoints, errors, workdirs
 from dapose_jax.models import style
 
 STYLE_NET = "style_net.msgpack"
@@ -57,30 +55,14 @@ def template(config):
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
-def _write_atomic(path, data: bytes):
-  """Write to a temporary file in the same folder, then rename over ``path``."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-
-
 def save(path, style_params, info):
   """``style_net.json`` then ``path`` (``style_net.msgpack``), each atomically (process 0 writes)."""
   path = pathlib.Path(path)
   style_params = jax.device_get(style_params)
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path.parent / STYLE_NET_INFO, (json.dumps(info, indent=2) + "\n").encode())
-    _write_atomic(path, flax.serialization.to_bytes(style_params))
+    workdirs.write_atomic(path.parent / STYLE_NET_INFO, (json.dumps(info, indent=2) + "\n").encode())
+    workdirs.write_atomic(path, flax.serialization.to_bytes(style_params))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("style_net written")

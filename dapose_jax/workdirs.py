@@ -5,7 +5,9 @@ import contextlib
 import json
 import logging
 import os
+import pathlib
 import socket
+import tempfile
 import time
 
 import jax
@@ -115,3 +117,19 @@ def _diff_keys(a, b, prefix=""):
       yield from _diff_keys(a[key], b[key], f"{prefix}{key}.")
     elif a.get(key) != b.get(key):
       yield prefix + key
+
+
+def write_atomic(path, data: bytes):
+  """Write to a temporary file in the same folder, then rename over ``path``."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise

@@ -41,7 +41,7 @@ def keypoints_in_pixels(heatmaps, image_size):
   return xy * (image_size / heatmaps.shape[-2]), confidence
 
 
-class _CoordinateMetric:
+class CoordinateMetric:
   """One pass over a split: per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on
   the host, then ``_result``. Subclasses set ``description`` and the two functions."""
 
@@ -85,7 +85,7 @@ def _distances(pred, truth):
   return jnp.linalg.norm(pred - truth, axis=-1)
 
 
-class PCKBBox(_CoordinateMetric):
+class PCKBBox(CoordinateMetric):
   """mmpose PCK normalised by the box of the visible ground-truth keypoints (see the module docstring)."""
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05):
@@ -106,7 +106,7 @@ class PCKBBox(_CoordinateMetric):
     return {name: 100.0 * rate for name, rate in self._group_rates(hits, counted).items()}
 
 
-class PCKAUC(_CoordinateMetric):
+class PCKAUC(CoordinateMetric):
   """mmpose AUC: the mean PCK over thresholds 0, 1/n, .. (n-1)/n of ``norm_factor`` pixels (module docstring)."""
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, norm_factor=30.0,
@@ -127,7 +127,7 @@ class PCKAUC(_CoordinateMetric):
     return {name: 100.0 * float(np.mean(rates)) for name, rates in self._group_rates(hits, counted).items()}
 
 
-class EPE(_CoordinateMetric):
+class EPE(CoordinateMetric):
   """mmpose EPE: the mean end-point error in input pixels over the visible keypoints (module docstring)."""
 
   description = "mean end-point error in input pixels (mmpose EPE)"

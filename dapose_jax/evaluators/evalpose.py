@@ -14,7 +14,7 @@ from dapose_jax import metrics
 from dapose_jax.evaluators import coordinates
 
 
-class EvalPose(coordinates._CoordinateMetric):
+class EvalPose(coordinates.CoordinateMetric):
   """The mean EvalPose of the split's images in percent; one value, ``all``."""
 
   description = "EvalPose (cosine of the joint-angle vectors of prediction and truth) x 100, mean over images"
