@@ -44,7 +44,6 @@ import re
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import flags
@@ -62,7 +61,6 @@ _ALIASES = {"state_dict": "model"}
 _STATE_NETWORKS = {"student": ("params", "batch_stats"), "teacher": ("teacher_params", "teacher_batch_stats")}
 _PREFERENCES = {"student": ("student", "model", "teacher"), "teacher": ("teacher", "model", "student"),
                 "alone": ("model", "teacher", "student")}
-_IGNORED_SUFFIXES = (".num_batches_tracked",)
 _IGNORED_PREFIXES = ("backbone.fc.",)
 _REGDA_HEAD_LAYERS = {"conv1": "0", "bn": "1", "conv2": "3"}  # tllib _make_head(2): Conv, BN, ReLU, Conv
 _MAX_LISTED = 20  # problems named per kind in an error; the rest are counted
@@ -164,29 +162,14 @@ def _is_transposed_convolution(flax_path):
 def convert_network(params, batch_stats, state_dict, where):
   """New (params, batch_stats) of one PoseNet from a PyTorch ``state_dict``, and the problems found (each naming
   the key and ``where``: the checkpoint network it comes from); the trees are unchanged where there are some."""
-  used, problems = set(), {"missing": [], "mis-shaped": [], "unexpected": []}
+  return weights.convert_tree(params, batch_stats, state_dict, torch_key, where, prepare=_as_convolution,
+                              ignored_prefixes=_IGNORED_PREFIXES)
 
-  def convert(path, leaf):
-    flax_path = tuple(p.key for p in path)
-    name = torch_key(flax_path)
-    if name not in state_dict:
-      problems["missing"].append(f"{where}{name}")
-      return leaf
-    used.add(name)
-    value = np.asarray(state_dict[name])
-    if _is_transposed_convolution(flax_path) and value.ndim == 4:
-      value = value.swapaxes(0, 1)  # ConvTranspose2d (in, out, kh, kw): the (out, in, kh, kw) of a Conv2d
-    value, error = weights._to_flax(f"{where}{name}", value, leaf.shape)
-    if error:
-      problems["mis-shaped"].append(error)
-      return leaf
-    return jnp.asarray(value, leaf.dtype)
 
-  new_params = jax.tree_util.tree_map_with_path(convert, params)
-  new_stats = jax.tree_util.tree_map_with_path(convert, batch_stats)
-  problems["unexpected"] = [f"{where}{k}" for k in sorted(state_dict) if k not in used and not k.endswith(
-      _IGNORED_SUFFIXES) and not k.startswith(_IGNORED_PREFIXES)]
-  return new_params, new_stats, problems
+def _as_convolution(flax_path, value):
+  if _is_transposed_convolution(flax_path) and value.ndim == 4:
+    return value.swapaxes(0, 1)  # ConvTranspose2d (in, out, kh, kw): the (out, in, kh, kw) of a Conv2d
+  return value
 
 
 def load_into_state(path, config, state, network=None):

@@ -49,30 +49,43 @@ def load_torchvision_resnet(params, batch_stats, state_dict: Mapping[str, np.nda
   """
   sub_params = params[module] if module else params
   sub_stats = batch_stats[module] if module else batch_stats
-  used, problems = set(), []
-
-  def convert(path, leaf):
-    name = torch_key(tuple(p.key for p in path))
-    if name not in state_dict:
-      problems.append(f"missing key {name}")
-      return leaf
-    used.add(name)
-    value, error = _to_flax(name, state_dict[name], leaf.shape)
-    if error:
-      problems.append(error)
-      return leaf
-    return jnp.asarray(value, leaf.dtype)
-
-  new_params = jax.tree_util.tree_map_with_path(convert, sub_params)
-  new_stats = jax.tree_util.tree_map_with_path(convert, sub_stats)
-  unexpected = sorted(k for k in state_dict if k not in used
-                      and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(_IGNORED_PREFIXES))
-  problems += [f"unexpected key {k}" for k in unexpected]
+  new_params, new_stats, found = convert_tree(sub_params, sub_stats, state_dict, torch_key)
+  problems = ([f"missing key {k}" for k in found["missing"]] + found["mis-shaped"]
+              + [f"unexpected key {k}" for k in found["unexpected"]])
   if problems:
     raise ValueError("torchvision state dict does not match the model:\n  " + "\n  ".join(problems))
   if module:
     return {**params, module: new_params}, {**batch_stats, module: new_stats}
   return new_params, new_stats
+
+
+def convert_tree(params, batch_stats, state_dict, key_of, where="", prepare=None,
+                 ignored_prefixes=_IGNORED_PREFIXES):
+  """New (params, batch_stats) with each leaf taken from ``state_dict[key_of(flax_path)]`` (``prepare(flax_path,
+  array)`` first when given, then ``_to_flax``), and the problems found: {"missing": keys, "mis-shaped": messages,
+  "unexpected": keys}, each naming its key after ``where``; a leaf with a problem is left as it was. Keys ending
+  in ``.num_batches_tracked`` or starting with one of ``ignored_prefixes`` are never unexpected."""
+  used, problems = set(), {"missing": [], "mis-shaped": [], "unexpected": []}
+
+  def convert(path, leaf):
+    flax_path = tuple(p.key for p in path)
+    name = key_of(flax_path)
+    if name not in state_dict:
+      problems["missing"].append(f"{where}{name}")
+      return leaf
+    used.add(name)
+    value = np.asarray(state_dict[name])
+    value, error = _to_flax(f"{where}{name}", prepare(flax_path, value) if prepare else value, leaf.shape)
+    if error:
+      problems["mis-shaped"].append(error)
+      return leaf
+    return jnp.asarray(value, leaf.dtype)
+
+  new_params = jax.tree_util.tree_map_with_path(convert, params)
+  new_stats = jax.tree_util.tree_map_with_path(convert, batch_stats)
+  problems["unexpected"] = [f"{where}{k}" for k in sorted(state_dict) if k not in used
+                            and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(ignored_prefixes)]
+  return new_params, new_stats, problems
 
 
 def read_state_dict(path) -> dict[str, np.ndarray]:
