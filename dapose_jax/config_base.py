@@ -66,7 +66,9 @@ def base_config():
   c.evals = dict(target=pck_eval("target"), source=pck_eval("source"))
   c.select_on = "target"
   c.eval_pictures = 4  # samples drawn (truth vs prediction, heatmaps) to TensorBoard per domain at each evaluation
-  c.data = dict(num_threads=2, prefetch=4, workers=0)
+  # workers: Grain worker processes per training pipeline, -1 = from the host's cores (pipeline.worker_count);
+  # device_prefetch: global batches put on the devices ahead of the step that uses them (2 = double buffering)
+  c.data = dict(num_threads=2, prefetch=4, workers=-1, device_prefetch=2)
   # Dua et al.'s pose VAE (dapose_jax/pose_vae.py, `dapose-jax pose_vae`): an MLP VAE on the normalised source
   # training keypoints, trained with Adam; its reconstruction error scores each sample's difficulty. kl_weight is
   # the seed's lambda; widths are the encoder's hidden layers (the decoder mirrors them).

@@ -1,5 +1,8 @@
 """Device mesh, shardings and host-batch -> global-array conversion (data parallel, multi-host ready)."""
 
+import collections
+import itertools
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
@@ -33,6 +36,22 @@ def to_global(batch, mesh):
   """Host-local numpy batch (leading axis = local batch) -> global jax.Array sharded over 'data'."""
   sharding = data_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def prefetch_to_device(batches, mesh, size=2):
+  """The host batches of ``batches`` as global arrays, ``size`` on the devices at a time (the one in use and the
+  next ``size`` - 1): transfers are asynchronous, so the next batch travels while the current step computes
+  (double buffering for ``size`` 2). The batches and their order are those of ``batches``."""
+  queue = collections.deque()
+
+  def enqueue(count):
+    for batch in itertools.islice(batches, count):
+      queue.append(to_global(batch, mesh))
+
+  enqueue(size)
+  while queue:
+    yield queue.popleft()
+    enqueue(1)
 
 
 def to_host(array):

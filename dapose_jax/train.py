@@ -54,7 +54,8 @@ def train_iterator(config, domain, source, start=0, seed=None):
   seed = config.seed + DOMAINS.index(domain) if seed is None else seed
   return pipeline.train_iterator(
       source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
-      seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch, workers=config.data.workers,
+      seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
+      workers=pipeline.worker_count(config.data.workers),
       start=start, sampler=sampling.from_config(config, source, seed) if domain == "source" else None)
 
 
@@ -137,6 +138,12 @@ def _check_config(config, method):
               "checkpoint_every", "keep_checkpoints"):
     if not (isinstance(config[key], int) and config[key] > 0):
       raise errors.ConfigError(f"config.{key}={config[key]!r}: expected a positive whole number")
+  if not (isinstance(config.data.workers, int) and config.data.workers >= -1):
+    raise errors.ConfigError(f"config.data.workers={config.data.workers!r}: expected -1 (from the host's cores), 0 (no "
+                             "worker processes) or a number of worker processes")
+  if not (isinstance(config.data.device_prefetch, int) and config.data.device_prefetch >= 1):
+    raise errors.ConfigError(f"config.data.device_prefetch={config.data.device_prefetch!r}: expected a number of "
+                             "batches >= 1 (1: no overlap of transfer and compute)")
   if method.eval_heatmaps is not None and (config.image_size % pose.INPUT_MULTIPLE
                                            or config.heatmap_size * pose.OUTPUT_STRIDE != config.image_size):
     raise errors.ConfigError(
@@ -215,7 +222,8 @@ def train_and_evaluate(config, workdir):
                     jax.device_count())
         progress["devices"] = jax.device_count()
 
-    source_iter, target_iter = train_iterators(config, datasets, start)
+    source_iter, target_iter = (parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
+                                for it in train_iterators(config, datasets, start))
     train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
                          in_shardings=(repl, data, data), out_shardings=(repl, repl))
     writer = MetricWriter(workdir, resume_step=start)
@@ -224,9 +232,7 @@ def train_and_evaluate(config, workdir):
 
     with stop.installed():
       for step in range(start + 1, total_steps + 1):
-        source_batch = parallel.to_global(next(source_iter), mesh)
-        target_batch = parallel.to_global(next(target_iter), mesh)
-        state, train_metrics = train_step(state, source_batch, target_batch)
+        state, train_metrics = train_step(state, next(source_iter), next(target_iter))
         if step == start + 1:
           jax.block_until_ready(train_metrics)
           timer.mark_first_step_done(step)

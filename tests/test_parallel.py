@@ -55,3 +55,25 @@ def test_four_devices_give_the_same_loss_and_update_as_one():
 def test_batch_size_not_divisible_by_devices_is_refused():
   with pytest.raises(ValueError, match="divisible"):
     parallel.local_batch_size(jax.device_count() * 2 + 1)
+
+
+def test_prefetch_to_device_keeps_the_batches_and_reads_only_size_ahead():
+  mesh = parallel.make_mesh()
+  batches = [{"x": np.full((jax.device_count(), 2), i, np.float32)} for i in range(5)]
+  read = []
+
+  def host_batches():
+    for i, batch in enumerate(batches):
+      read.append(i)
+      yield batch
+
+  prefetched = parallel.prefetch_to_device(host_batches(), mesh, size=2)
+  first = next(prefetched)
+  assert read == [0, 1]  # the one in use and the next, travelling while it is used
+  assert isinstance(first["x"], jax.Array) and first["x"].sharding == parallel.data_sharding(mesh)
+  second = next(prefetched)
+  assert read == [0, 1, 2]
+  rest = [np.asarray(b["x"]) for b in (second, *prefetched)]
+  np.testing.assert_array_equal(np.asarray(first["x"]), batches[0]["x"])
+  for got, want in zip(rest, batches[1:], strict=True):
+    np.testing.assert_array_equal(got, want["x"])

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import configs.demo
-from dapose_jax import methods, skeletons, train
+from dapose_jax import errors, methods, skeletons, train
 from tests.test_metric_writers import tensorboard_events
 
 
@@ -259,3 +259,21 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
   with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*step 3"):
     train.train_and_evaluate(tiny_config(), tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
+
+
+def test_automatic_worker_count_leaves_two_cores_and_shares_the_rest(monkeypatch):
+  from dapose_jax.data import pipeline
+  monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+  assert pipeline.worker_count(-1) == 7
+  assert pipeline.worker_count(3) == 3
+  monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+  assert pipeline.worker_count(-1) == 0
+
+
+@pytest.mark.parametrize("key,value", [("workers", -2), ("device_prefetch", 0)])
+def test_bad_data_loading_settings_are_refused_before_anything_is_written(tmp_path, key, value):
+  config = tiny_config()
+  config.data[key] = value
+  with pytest.raises(errors.ConfigError, match=f"config.data.{key}"):
+    train.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ Batches hold uint8 images and keypoints; normalisation and heatmap targets are c
 """
 
 import functools
+import os
 import sys
 
 import grain
@@ -54,6 +55,15 @@ def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads
   if workers:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it)
+
+
+def worker_count(workers, pipelines=2):
+  """Grain worker processes per training pipeline: ``workers`` if >= 0; -1 (auto) shares the cores this process
+  may run on, less 2 for the train loop and the runtime's host threads, among the run's ``pipelines`` (source and
+  target); 0 (threads in this process only) on 3 cores or fewer."""
+  if workers >= 0:
+    return workers
+  return max(0, (len(os.sched_getaffinity(0)) - 2) // pipelines)
 
 
 def _sampled_element(position, *, source, sampler):
