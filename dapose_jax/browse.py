@@ -12,16 +12,18 @@ quickest way to catch a wrong flip pair or joint map. Writes ``DIR/contact_sheet
 ``browse_<domain>_<split>`` in the current folder) and never replaces one without ``--overwrite``.
 """
 
+import functools
 import itertools
 import math
 import pathlib
 import sys
 
 import cv2
+import jax
 import numpy as np
 from absl import flags
 
-from dapose_jax import cli, drawing, errors, train
+from dapose_jax import cli, device_augment, drawing, errors, train
 from dapose_jax.data import pipeline, sources
 
 FLAGS = flags.FLAGS
@@ -46,10 +48,16 @@ def define_flags():
 def samples(config, domain, split, seed=None):
   """The samples of ``config[domain]``'s ``split`` in the order and form a run sees them: dicts of image
   (S, S, 3) uint8, keypoints (K, 2) in its pixels, visible (K,). Train: the endless augmented stream (seeded
-  by ``seed``, default the run's); test: every sample once, in the test transform."""
+  by ``seed``, default the run's; with ``augment.on_device`` each batch augmented as the train step of its step
+  augments it); test: every sample once, in the test transform."""
   source = sources.make_source(config[domain], split)
   if split == "train":
+    seed = train.stream_seed(config, domain) if seed is None else seed
     batches = train.train_iterator(config, domain, source, seed=seed)
+    params = device_augment.from_config(config, domain)
+    if params is not None:
+      on_device = jax.jit(functools.partial(device_augment.augment_at, seed, params=params))
+      batches = (jax.device_get(on_device(step, batch)) for step, batch in enumerate(batches, 1))
   else:
     batches = pipeline.eval_batches(source, batch_size=config.eval_batch_size, image_size=config.image_size,
                                     resize_pad=config[domain].resize_pad)

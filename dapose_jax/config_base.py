@@ -17,9 +17,13 @@ def leaves(config, prefix="config"):
 
 
 def augment(rotation, resize_pad=False, enabled=True):
-  """tllib's RegDA/ERM training transform: rotation -> random resized crop -> colour jitter -> blur."""
+  """tllib's RegDA/ERM training transform: rotation -> random resized crop -> colour jitter -> blur.
+
+  on_device: the host only decodes and resizes (``transforms.resize_pad``) and the train step augments the batch
+  (``dapose_jax.device_augment``: one bilinear warp per sample, then jitter and blur).
+  """
   return dict(enabled=enabled, rotation=rotation, scale_min=0.6, scale_max=1.3, color=0.25, blur=0.8,
-              resize_pad=resize_pad)
+              resize_pad=resize_pad, on_device=False)
 
 
 def domain(name, **fields):

@@ -16,7 +16,8 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import config_base, errors, evaluators, methods, parallel, preemption, sampling, workdirs
+from dapose_jax import (config_base, device_augment, errors, evaluators, methods, parallel, preemption, sampling,
+                        workdirs)
 from dapose_jax.data import pipeline, sources
 from dapose_jax.metric_writers import MetricWriter, Progress
 from dapose_jax.models import pose
@@ -40,7 +41,12 @@ def run(config, workdir):
   return out
 
 
-DOMAINS = ("source", "target")  # a run's training stream of each is seeded config.seed + its index
+DOMAINS = ("source", "target")
+
+
+def stream_seed(config, domain):
+  """The seed of a run's training stream of ``domain`` (its shuffle and augmentation)."""
+  return config.seed + DOMAINS.index(domain)
 
 
 def train_sources(config):
@@ -51,7 +57,7 @@ def train_iterator(config, domain, source, start=0, seed=None):
   """The training iterator of ``config[domain]`` over ``source`` at the batches of step ``start`` + 1, seeded as
   a run seeds it unless ``seed`` is given; the source's stream is drawn by ``config.sampling``."""
   data_config = config[domain]
-  seed = config.seed + DOMAINS.index(domain) if seed is None else seed
+  seed = stream_seed(config, domain) if seed is None else seed
   return pipeline.train_iterator(
       source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
       seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
@@ -193,6 +199,7 @@ def train_and_evaluate(config, workdir):
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
+  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain)) for domain in DOMAINS)
   datasets = train_sources(config)
   sampling.from_config(config, datasets[0], config.seed)  # a sampler's scores file is checked before any write
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -224,15 +231,16 @@ def train_and_evaluate(config, workdir):
 
     source_iter, target_iter = (parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
                                 for it in train_iterators(config, datasets, start))
-    train_step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
-                         in_shardings=(repl, data, data), out_shardings=(repl, repl))
+    # the step number keys the device augmentation of the domains that have one
+    train_step = jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments),
+                         donate_argnums=(0,), in_shardings=(repl, data, data, repl), out_shardings=(repl, repl))
     writer = MetricWriter(workdir, resume_step=start)
     timer = Progress(start, total_steps)
     stop, stopped_at = preemption.StopRequests(), None
 
     with stop.installed():
       for step in range(start + 1, total_steps + 1):
-        state, train_metrics = train_step(state, next(source_iter), next(target_iter))
+        state, train_metrics = train_step(state, next(source_iter), next(target_iter), step)
         if step == start + 1:
           jax.block_until_ready(train_metrics)
           timer.mark_first_step_done(step)

@@ -24,6 +24,7 @@ CPU it is the process's peak RSS (both frameworks and all methods so far).
 sets PyTorch's intra-op threads to the same number. --devices > 1 on the CPU makes that many virtual devices.
 """
 
+import collections
 import dataclasses
 import functools
 import gc
@@ -31,10 +32,12 @@ import json
 import os
 import pathlib
 import platform
+import re
 import resource
 import runpy
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -74,6 +77,9 @@ flags.DEFINE_list("pipeline_workers", ["0", "2"], "Grain worker processes to try
 flags.DEFINE_integer("pipeline_batches", 10, "Batches timed per pipeline setting (after the first one).")
 flags.DEFINE_string("pipeline_data_dir", None, "data_dir of the built (non-synthetic) data sets; default: the "
                     "config's.")
+flags.DEFINE_integer("profile", 0, "After timing, trace N train steps of each JAX method with jax.profiler and "
+                     "report the XLA operations that took the longest (ms per step, share of the traced op time, "
+                     "what each computes).")
 flags.DEFINE_bool("dry-run", False, "Tiny shapes on the CPU, to check that everything runs: resnet18, 64 px, "
                   "batch 2, 1 warm-up step, 1 repeat, 2 pipeline batches, 1 thread, 0 and 1 workers, each unless "
                   "given; and XLA's optimisations off (fast compiles).")
@@ -218,6 +224,50 @@ def compiled_bytes(compiled):
     return None
 
 
+# Runtime bookkeeping in a trace, not operations: executor and thread-pool regions, end markers.
+_RUNTIME_EVENT = re.compile(r".*::|end: ")
+_COMPUTE_OPCODES = ("convolution", "dot", "custom-call", "reduce-window", "select-and-scatter", "scatter", "gather",
+                    "sort", "reduce")
+
+
+def op_profile(run, wait, hlo_text, steps, top=12):
+  """[{op, computes, shape, ms_per_step, share}] of the ``top`` operations that ran longest over ``steps`` traced
+  steps: the thunks the XLA:CPU runtime names (fusions, convolutions, dots; summed over its threads) or a GPU's
+  "XLA Ops"; ``computes`` lists the compute opcodes inside a fusion, from the compiled HLO."""
+  import jax
+
+  with tempfile.TemporaryDirectory() as folder:
+    with jax.profiler.trace(folder):
+      for _ in range(steps):
+        wait(run())
+    data = jax.profiler.ProfileData.from_file(str(next(pathlib.Path(folder).rglob("*.xplane.pb"))))
+  totals = collections.Counter()
+  for plane in data.planes:
+    for line in plane.lines:
+      if line.name.startswith(("tf_XLAEigen", "tf_XLAExecute")) or (plane.name.startswith("/device:")
+                                                                    and line.name == "XLA Ops"):
+        for event in line.events:
+          if not _RUNTIME_EVENT.match(event.name):
+            totals[event.name] += event.duration_ns
+  counted = sum(totals.values()) or 1
+  return [{"op": name, **_hlo_summary(hlo_text, name), "ms_per_step": ns / 1e6 / steps, "share": ns / counted}
+          for name, ns in totals.most_common(top)]
+
+
+def _hlo_summary(hlo_text, name):
+  """{"shape", "computes"} of instruction ``name`` in compiled HLO text (a fusion: the compute opcodes it calls)."""
+  found = re.search(rf"^\s*(?:ROOT )?%?{re.escape(name)} = (\S+) ([\w-]+)\((.*)$", hlo_text, re.M)
+  if not found:
+    return {"shape": None, "computes": None}
+  shape, opcode, rest = found.groups()
+  called = re.search(r"calls=%?([\w.-]+)", rest)
+  if opcode != "fusion" or not called:
+    return {"shape": shape, "computes": opcode}
+  body = re.search(rf"^%?{re.escape(called.group(1))} .*?\{{\n(.*?)^\}}", hlo_text, re.M | re.S)
+  ops = re.findall(r"= \S+ ([\w-]+)\(", body.group(1)) if body else []
+  return {"shape": shape, "computes": ",".join(sorted({op for op in ops if op in _COMPUTE_OPCODES})) or "elementwise"}
+
+
 class JaxBench:
   """One method's JAX step and eval forward over ``mesh``."""
 
@@ -269,6 +319,8 @@ class JaxBench:
     def run():
       box["state"], box["metrics"] = compiled(box["state"], self.source, self.target)
       return box["state"], box["metrics"]
+
+    self.train_profile = lambda steps: op_profile(run, jax.block_until_ready, compiled.as_text(), steps)
 
     def finish(seconds):
       self.final_state = box["state"]
@@ -376,6 +428,8 @@ def bench_method(name, base_config, mesh, args):
         out[f][part] = results if isinstance(results, dict) else results[i]
     if "torch" in frameworks:
       benches.pop("torch").close()
+  if args.profile and "error" not in out["jax"]["train"]:
+    out["jax"]["train_profile"] = benches["jax"].train_profile(args.profile)
   if args.torch:
     for part, result in out["torch"].items():
       # XLA's count for the JAX step stands for the same work in PyTorch, which runs on one device
@@ -391,7 +445,10 @@ def _ratio(jax_part, torch_part):
 
 
 def bench_pipelines(specs, args, batch_size, image_size):
-  """images/s of each config's source and target training pipelines per (threads, workers)."""
+  """images/s of each config's source and target training pipelines per (threads, workers), with the augmentation
+  on the host and, where the domain augments, with ``augment.on_device`` (the host only decodes and resizes); then
+  the device's ms per batch for that augmentation."""
+  from dapose_jax import device_augment
   from dapose_jax.data import pipeline, sources
 
   out = {}
@@ -408,22 +465,44 @@ def bench_pipelines(specs, args, batch_size, image_size):
         out[key] = {"skipped": " ".join(str(error).split())}
         continue
       rows = []
-      for workers in map(int, args.pipeline_workers):
-        for threads in map(int, args.pipeline_threads):
-          it = pipeline.train_iterator(source, batch_size=batch_size, image_size=image_size, augment=data.augment,
-                                       seed=0, num_threads=threads, prefetch=config.data.prefetch, workers=workers)
-          start = time.perf_counter()
-          next(it)
-          first = time.perf_counter() - start
-          start = time.perf_counter()
-          for _ in range(args.pipeline_batches):
+      for on_device in (False, True) if data.augment.enabled else (False,):
+        data.augment.on_device = on_device
+        for workers in map(int, args.pipeline_workers):
+          for threads in map(int, args.pipeline_threads):
+            it = pipeline.train_iterator(source, batch_size=batch_size, image_size=image_size, augment=data.augment,
+                                         seed=0, num_threads=threads, prefetch=config.data.prefetch, workers=workers)
+            start = time.perf_counter()
             next(it)
-          elapsed = time.perf_counter() - start
-          rows.append({"threads": threads, "workers": workers, "first_batch_s": first,
-                       "images_per_s": args.pipeline_batches * batch_size / elapsed})
-          del it
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(args.pipeline_batches):
+              batch = next(it)
+            elapsed = time.perf_counter() - start
+            rows.append({"on_device": on_device, "threads": threads, "workers": workers, "first_batch_s": first,
+                         "images_per_s": args.pipeline_batches * batch_size / elapsed})
+            del it
       out[key] = {"augment": data.augment.to_dict(), "settings": rows}
+      params = device_augment.from_config(config, domain)
+      if params is not None:
+        out[key]["device_augment_ms"] = device_augment_ms(batch, params, args.pipeline_batches)
   return out
+
+
+def device_augment_ms(batch, params, repeats):
+  """Median ms of the jitted device augmentation of one host batch on the first device, after a warm-up call."""
+  import jax
+
+  from dapose_jax import device_augment
+
+  run = jax.jit(device_augment.augment_at, static_argnums=3)
+  batch = jax.device_put(batch)
+  jax.block_until_ready(run(0, 0, batch, params))
+  times = []
+  for step in range(1, repeats + 1):
+    start = time.perf_counter()
+    jax.block_until_ready(run(0, step, batch, params))
+    times.append(time.perf_counter() - start)
+  return 1000 * statistics.median(times)
 
 
 class Args:
@@ -432,7 +511,7 @@ class Args:
   def __init__(self):
     names = ("methods", "backbone", "image_size", "batch_size", "dtype", "devices", "warmup", "repeats", "steps",
              "threads", "torch", "torch_channels_last", "interleave", "eval", "pipeline", "pipeline_configs", "pipeline_threads",
-             "pipeline_workers", "pipeline_batches", "pipeline_data_dir", "config", "out")
+             "pipeline_workers", "pipeline_batches", "pipeline_data_dir", "config", "out", "profile")
     for name in names:
       setattr(self, name, FLAGS[name].value)
     self.dry_run = FLAGS["dry-run"].value
@@ -570,12 +649,18 @@ def table(results):
                      f"{r['images_per_s']:>9.1f}{_fmt(r.get('tflops_per_s'), '.3f'):>9}"
                      f"{_fmt(r.get('mfu'), '.1%'):>7}{_fmt(memory and memory / 2**30, '.2f'):>10}"
                      f"{_fmt(ratio, '.2f'):>8}")
+  for name, entry in results["methods"].items():
+    for row in entry.get("jax", {}).get("train_profile", []):
+      lines.append(f"profile {name}: {row['ms_per_step']:8.1f} ms/step {row['share']:6.1%}  {row['op']:<28} "
+                   f"{row['computes'] or '?':<22} {row['shape'] or ''}")
   for key, entry in results.get("pipelines", {}).items():
     if "skipped" in entry:
       lines.append(f"pipeline {key}: skipped ({entry['skipped'][:160]})")
       continue
-    settings = ", ".join(f"{r['threads']}t/{r['workers']}w {r['images_per_s']:.0f}" for r in entry["settings"])
-    lines.append(f"pipeline {key} img/s: {settings}")
+    settings = ", ".join(f"{'on-device ' if r.get('on_device') else ''}{r['threads']}t/{r['workers']}w "
+                         f"{r['images_per_s']:.0f}" for r in entry["settings"])
+    device = entry.get("device_augment_ms")
+    lines.append(f"pipeline {key} img/s: {settings}" + (f"; device augmentation {device:.1f} ms/batch" if device else ""))
   return "\n".join(lines)
 
 

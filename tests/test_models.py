@@ -137,6 +137,20 @@ def test_one_by_one_conv_equals_lax_conv():
     np.testing.assert_allclose(resnet.conv2d(x, kernel, strides), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_size,strides,padding", [(3, 1, 1), (3, 2, 1), (7, 2, 3)])
+def test_wide_conv_with_matmul_kernel_gradient_equals_lax_conv_and_its_gradients(kernel_size, strides, padding):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 128))  # >= 128 channels: the CPU's matmul kernel gradient
+  kernel = 0.05 * jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, 128, 16))
+  ref = lambda x, k: lax.conv_general_dilated(x, k, (strides, strides), ((padding, padding), (padding, padding)),
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, k: resnet.conv2d(x, k, strides, padding)
+  np.testing.assert_allclose(ours(x, kernel), ref(x, kernel), atol=1e-5)
+  cotangent = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
+  loss = lambda f: lambda x, k: jnp.sum(f(x, k) * cotangent)
+  for got, want in zip(jax.grad(loss(ours), (0, 1))(x, kernel), jax.grad(loss(ref), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_scale_gradient_is_identity_with_scaled_gradient():
   x = jnp.array([0.5, -1.0, 2.0])
   f = lambda x: jnp.sum(jnp.sin(x) * x)

@@ -15,11 +15,13 @@ from dapose_jax.data import transforms
 
 
 def _train_sample(sample, rng, *, image_size, augment):
-  if augment.enabled:
+  if augment.enabled and not augment.on_device:
     image, kps = transforms.train_augment(
         sample["image"], sample["keypoints"], rng, size=image_size,
         rotation_degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max),
         color=augment.color, blur=augment.blur)
+  elif augment.enabled:  # dapose_jax.device_augment augments it in the train step; any aspect ratio is padded
+    image, kps = transforms.resize_pad(sample["image"], sample["keypoints"], image_size)
   else:
     image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size,
                                            pad=augment.resize_pad)

@@ -13,7 +13,6 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from dapose_jax import errors, skeletons
 from dapose_jax.models import resnet
@@ -32,14 +31,13 @@ def conv_transpose_4x4s2(x, kernel):
   VALID correlation of the 1-padded input window starting at (r, c) with the
   kernel taps flip(kernel)[r::2, c::2]; the four phases are interleaved. Same
   result as `lax.conv_transpose`, but its backward pass is 10-30x faster on CPU
-  (XLA's weight gradient of the input-dilated form is very slow there).
+  (XLA's weight gradient of the input-dilated form is very slow there); the phases
+  are `resnet.conv2d`s, so wide ones take its CPU kernel gradient too.
   """
   n, h, w, _ = x.shape
   flipped = kernel[::-1, ::-1]
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  phase = lambda r, c: lax.conv_general_dilated(
-      xp[:, r:r + h + 1, c:c + w + 1], flipped[r::2, c::2], (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  phase = lambda r, c: resnet.conv2d(xp[:, r:r + h + 1, c:c + w + 1], flipped[r::2, c::2])
   rows = [jnp.stack([phase(r, 0), phase(r, 1)], axis=3) for r in range(2)]  # (n, h, w, 2, out)
   return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[-1])
 
