@@ -27,8 +27,9 @@ def augment(rotation, resize_pad=False, enabled=True):
 
 
 def domain(name, **fields):
-  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform and
-  ``keypoint_set`` is the one the data set declares.
+  """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform,
+  ``keypoint_set`` is the one the data set declares and ``pairs`` makes each sample a base/driving pair
+  (``sources.make_source``; only 'synthetic' has pairs so far).
 
   LSP gets tllib's fixed transform: tllib's LSP ignores the transform argument and only resizes and
   zero-pads to a square, also for target training.
@@ -36,6 +37,7 @@ def domain(name, **fields):
   keypoint_set = sources.dataset_keypoint_set(name).name
   if fields.pop("keypoint_set", keypoint_set) != keypoint_set:
     raise errors.ConfigError(f"data set {name!r} stores {keypoint_set} keypoints; leave keypoint_set out of its config")
+  fields.setdefault("pairs", False)
   if name == "lsp":
     return ConfigDict(dict(name=name, keypoint_set=keypoint_set, resize_pad=True,
                            augment=augment(30.0, resize_pad=True, enabled=False), **fields))
@@ -85,6 +87,13 @@ def base_config():
   # maximum; cl_fraction: the share of the run's steps over which the curriculum grows from bin 1 to all bins;
   # hm_alpha: bin b is drawn with weight b ** hm_alpha.
   c.sampling = dict(name="uniform", scores="", bins=25, upper_quantile=1.0, cl_fraction=0.5, hm_alpha=1.0)
+  # 2D -> 3D lifting for the 3D pseudo-labels (dapose_jax/lifting.py): Martinez et al.'s residual MLP (theirs:
+  # width 1024, 2 blocks) trained with Adam on the source's 2D / 3D keypoints, each input keypoint hidden with p
+  # input_drop; angle_percentiles: the source percentiles that bound each joint angle; tau2d: M2D's heatmap-peak
+  # threshold (< 0: the mean teacher's batch median); tau3d: M3D's reprojection tolerance as a fraction of the 2D
+  # box's longer side; overlap_threshold: |M2D n M3D| / |M2D u M3D| from which M2D u M3D supervises both.
+  c.lifting = dict(width=256, blocks=2, steps=2000, lr=1e-3, batch_size=256, input_drop=0.2, seed=0,
+                   angle_percentiles=(1.0, 99.0), tau2d=-1.0, tau3d=0.05, overlap_threshold=0.8)
   # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
   c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,
                        nesterov=True, weight_decay=0.0, lr_milestones=(45, 60), lr_factor=0.1,

@@ -90,13 +90,16 @@ def _angle_triplets(keypoint_set):
 
 
 def joint_angles(keypoints, keypoint_set):
-  """(..., T) unsigned angles in [0, pi] at the keypoint set's ``angles`` (a, j, b) of keypoints (..., K, 2): the
-  angle at j between j -> a and j -> b; 0 where one of the two segments has length 0."""
+  """(..., T) unsigned angles in [0, pi] at the keypoint set's ``angles`` (a, j, b) of keypoints (..., K, 2) or
+  (..., K, 3): the angle at j between j -> a and j -> b; 0 where one of the two segments has length 0."""
   a, j, b = _angle_triplets(keypoint_set)
   u, v = keypoints[..., a, :] - keypoints[..., j, :], keypoints[..., b, :] - keypoints[..., j, :]
   # atan2(|u x v|, u . v) is exact near 0 and pi, where arccos of the normalised dot product loses digits
-  cross = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
-  return jnp.arctan2(jnp.abs(cross), jnp.sum(u * v, axis=-1))
+  if keypoints.shape[-1] == 3:
+    cross = jnp.linalg.norm(jnp.cross(u, v), axis=-1)
+  else:
+    cross = jnp.abs(u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0])
+  return jnp.arctan2(cross, jnp.sum(u * v, axis=-1))
 
 
 def evalpose(pred_keypoints, gt_keypoints, visible, keypoint_set):

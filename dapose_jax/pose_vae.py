@@ -52,13 +52,15 @@ _SCORE_BATCH = 4096
 
 def normalise(keypoints, visible):
   """Keypoints (..., K, 2) centred on the mean of the visible ones and divided by their RMS distance to it;
-  invisible keypoints are 0. A pose with fewer than two distinct visible keypoints keeps radius 1."""
-  keypoints, mask = np.asarray(keypoints, np.float64), np.asarray(visible, np.float64)[..., None] > 0
-  count = np.maximum(mask.sum(axis=-2, keepdims=True), 1)
-  centre = np.where(mask, keypoints, 0).sum(axis=-2, keepdims=True) / count
-  offsets = np.where(mask, keypoints - centre, 0)
-  radius = np.sqrt((offsets ** 2).sum(axis=(-2, -1), keepdims=True) / count)
-  return (offsets / np.where(radius > 0, radius, 1)).astype(np.float32)
+  invisible keypoints are 0. A pose with fewer than two distinct visible keypoints keeps radius 1. NumPy inputs
+  are computed in float64; JAX arrays (also traced, under jit) in float32 with jnp."""
+  xp, dtype = (jnp, jnp.float32) if isinstance(keypoints, jax.Array) else (np, np.float64)
+  keypoints, mask = xp.asarray(keypoints, dtype), xp.asarray(visible, dtype)[..., None] > 0
+  count = xp.maximum(mask.sum(axis=-2, keepdims=True), 1)
+  centre = xp.where(mask, keypoints, 0).sum(axis=-2, keepdims=True) / count
+  offsets = xp.where(mask, keypoints - centre, 0)
+  radius = xp.sqrt((offsets ** 2).sum(axis=(-2, -1), keepdims=True) / count)
+  return (offsets / xp.where(radius > 0, radius, 1)).astype(np.float32)
 
 
 class PoseVAE(nn.Module):

@@ -1,4 +1,5 @@
-"""Random-access data sources by name: each item is dict(image uint8 (H, W, 3), keypoints (K, 2), visible (K,)).
+"""Random-access data sources by name: each item is dict(image uint8 (H, W, 3), keypoints (K, 2), visible (K,)), or
+with the data config's ``pairs`` dict(base=item, driving=item) of two poses of the same figure (synthetic only).
 
 Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
 embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
@@ -32,14 +33,17 @@ def dataset_keypoint_set(name):
 
 def make_source(data_config, split):
   """The source named by ``data_config.name`` for ``split`` ('train' or 'test')."""
-  name = data_config.name
+  name, pairs = data_config.name, data_config.get("pairs", False)
   if name == "synthetic":
     from dapose_jax.data import synthetic
 
     size = data_config.train_size if split == "train" else data_config.test_size
     source = synthetic.SyntheticPose(
         style=data_config.style, split=split, num_samples=size,
-        image_size=data_config.render_size, seed=data_config.seed)
+        image_size=data_config.render_size, seed=data_config.seed, pairs=pairs)
+  elif pairs:
+    raise errors.ConfigError(f"pairs=True: data set {name!r} has no pair index yet (only 'synthetic' renders "
+                             "pairs); set its config's pairs=False")
   else:
     source = _built_source(_builder_class(name), name, data_config.data_dir, split)
   if data_config.keypoint_set != source.keypoint_set.name:

@@ -12,9 +12,13 @@ capsules, a torso hull and a head, cropped like a person box. Two styles make tw
   elevation, heavier builds and looser crops (joints may leave the image).
 
 A sample is a pure function of (style, split, seed, index). Keypoints use the convention of
-``transforms``: continuous pixel coordinates in which the image spans [0, S] x [0, S].
+``transforms``: continuous pixel coordinates in which the image spans [0, S] x [0, S]. Every sample also
+holds the skeleton's 3D joints in the pinhole camera frame and the intrinsics that project them to the
+keypoints; in pair mode a sample is a base (the same sample) and a driving image of the same scene in a
+nearby pose (``render_pair``).
 """
 
+import copy
 import dataclasses
 import functools
 import math
@@ -107,14 +111,29 @@ def _rot_z(a):
   return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
+# (rest, low, high) in degrees of every angle in the order the sampler draws them: body angles, then limb
+# angles as (right, left) pairs.
+_ANGLE_TABLE = np.array(list(_BODY_ANGLES.values()) + [v for v in _LIMB_ANGLES.values() for _ in range(2)],
+                        np.float64)
+
+
 def _sample_angles(rng, activity):
-  """Joint angles in radians: body angles as floats, limb angles as (right, left) pairs."""
-  table = list(_BODY_ANGLES.values()) + [v for v in _LIMB_ANGLES.values() for _ in range(2)]
-  rest, low, high = np.array(table, np.float64).T
-  angles = np.radians(rest + activity * (rng.uniform(low, high) - rest))
-  body = dict(zip(_BODY_ANGLES, angles))
+  """(n,) joint angles in radians in the order of _ANGLE_TABLE."""
+  rest, low, high = _ANGLE_TABLE.T
+  return np.radians(rest + activity * (rng.uniform(low, high) - rest))
+
+
+def _move_angles(rng, angles, motion):
+  """The driving pose of a pair: every angle plus a step drawn uniformly in +-motion x (its high - low),
+  clipped to its limits."""
+  _, low, high = np.radians(_ANGLE_TABLE.T)
+  return np.clip(angles + motion * (high - low) * rng.uniform(-1, 1, angles.shape), low, high)
+
+
+def _named_angles(angles):
+  """Body angles as floats, limb angles as (right, left) pairs, by name."""
   limbs = angles[len(_BODY_ANGLES):].reshape(-1, 2)
-  return body, dict(zip(_LIMB_ANGLES, limbs))
+  return dict(zip(_BODY_ANGLES, angles)), dict(zip(_LIMB_ANGLES, limbs))
 
 
 _RING_ANGLES = np.linspace(0, 2 * np.pi, _RING_POINTS, endpoint=False)
@@ -126,10 +145,15 @@ def _ring(centre, frame, half_width, half_depth):
   return centre + (_UNIT_RING * (half_width, 0, half_depth)) @ frame.T
 
 
-def _body_points(rng, style):
-  """(_NUM_POINTS, 3) points of a posed body; x = the person's left, y = up, z = forward."""
-  body, limbs = _sample_angles(rng, rng.uniform(*style.activity))
-  scale = 1 + style.length_jitter * rng.standard_normal(8)
+def _sample_body(rng, style):
+  """A random body: (joint angles as _sample_angles gives them, (8,) relative segment lengths)."""
+  angles = _sample_angles(rng, rng.uniform(*style.activity))
+  return angles, 1 + style.length_jitter * rng.standard_normal(8)
+
+
+def _body_points(angles, scale):
+  """(_NUM_POINTS, 3) points of a posed body; x = the person's left, y = up, z = forward, origin at the pelvis."""
+  body, limbs = _named_angles(angles)
   length = {k: v * s for (k, v), s in zip(_LENGTHS.items(), scale)}
   spine_len, shoulder_half = _SPINE * scale[6], _SHOULDER_HALF_WIDTH * scale[7]
 
@@ -173,27 +197,42 @@ def _body_points(rng, style):
   return pts
 
 
-def _camera(rng, style, points):
-  """Random view: 2D points (y down, metres at the body centre), depth (larger = nearer), and the
-  perspective magnification of each point."""
+def _sample_camera(rng, style):
+  """A random view: (rotation from body to camera axes, distance from the camera to the pelvis in metres)."""
   rotation = (_rot_z(math.radians(rng.uniform(-style.roll, style.roll)))
               @ _rot_x(math.radians(rng.uniform(-style.pitch, style.pitch)))
               @ _rot_y(rng.uniform(0, 2 * math.pi)))
+  return rotation, rng.uniform(*style.distance)
+
+
+def _project(points, rotation, distance):
+  """2D points (y down, metres at the body centre), depth (larger = nearer), the perspective magnification of
+  each point, and the points in the pinhole camera frame (x right, y down, z = distance from the camera)."""
   cam = points @ rotation.T
-  distance = rng.uniform(*style.distance)
   magnification = distance / (distance - cam[:, 2])
   xy = cam[:, :2] * magnification[:, None] * (1, -1)
-  return xy, cam[:, 2], magnification
+  return xy, cam[:, 2], magnification, cam * (1, -1, -1) + (0, 0, distance)
 
 
-def _frame(rng, style, xy, size):
-  """Pixel coordinates of ``xy`` framed like a person crop, and the pixels-per-metre scale."""
+@dataclasses.dataclass(frozen=True)
+class _Framing:
+  """The crop of a view: pixel = (xy - centre) * scale + size / 2 + offset."""
+
+  centre: np.ndarray
+  scale: float  # pixels per metre at the body centre
+  offset: np.ndarray
+
+  def pixels(self, xy, size):
+    return (xy - self.centre) * self.scale + size / 2 + self.offset
+
+
+def _sample_framing(rng, style, xy, size):
+  """A crop that frames ``xy`` like a person box."""
   corner_lo, corner_hi = xy.min(0), xy.max(0)
   box = corner_hi - corner_lo
   scale = rng.uniform(*style.extent) * size / box.max()
   slack = np.maximum(0.0, size - box * scale) / 2 + style.shift * size
-  offset = rng.uniform(-slack, slack)
-  return (xy - (corner_lo + corner_hi) / 2) * scale + size / 2 + offset, scale
+  return _Framing((corner_lo + corner_hi) / 2, scale, rng.uniform(-slack, slack))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,10 +247,13 @@ _CAPSULE_RADII = np.array([_RADII[c[1]] for c in _CAPSULES])
 class _Figure:
   """A posed body projected to pixels, drawable part by part (parts are indices into _PARTS)."""
 
-  def __init__(self, points, depth, pixels_per_metre, build):
+  def __init__(self, points, depth, pixels_per_metre, build, occluded_points=None):
     """points (_NUM_POINTS, 2) in continuous pixel coordinates; depth (larger = nearer) and
-    pixels_per_metre (perspective included) per point; build scales limb thickness."""
+    pixels_per_metre (perspective included) per point; build scales limb thickness; occluders are placed
+    over joints of ``occluded_points`` (default ``points``; a pair's driving figure takes its base's, so
+    that the occluders stay where they are)."""
     self.points = points
+    self.occluded_points = points if occluded_points is None else occluded_points
     # cv2 takes integer fixed-point positions with pixel centres at integers.
     self._fixed = [tuple(p) for p in np.round((points - 0.5) * _ONE).astype(np.int64).tolist()]
     self._capsule_ends = [(self._fixed[a], self._fixed[b]) for a, b in _CAPSULE_ENDS.tolist()]
@@ -426,7 +468,7 @@ def _draw_highlight(figure, part, image, colour):
 def _occlude(rng, figure, image, size):
   """Up to two shapes over random joints, partly hiding the figure."""
   count = rng.choice(3, p=(0.7, 0.25, 0.05))
-  joints = np.clip(figure.points[rng.integers(0, 16, count)], -size, 2 * size).astype(int)
+  joints = np.clip(figure.occluded_points[rng.integers(0, 16, count)], -size, 2 * size).astype(int)
   for centre, colour in zip(joints.tolist(), _hsv_colours(rng, count, _CLUTTER_HSV).tolist()):
     _random_shape(rng, image, centre, rng.uniform(0.06, 0.18) * size, colour)
 
@@ -456,35 +498,83 @@ def _paint_target(rng, figure, size):
 _PAINTERS = {"source": _paint_source, "target": _paint_target}
 
 
+MOTION = 0.1  # default size of a pair's motion: the fraction of each joint's range that an angle may move by
+
+
 def render(rng: np.random.Generator, style: str, image_size: int = 128):
-  """One random sample: dict(image uint8 (S, S, 3), keypoints float32 (16, 2), visible (16,))."""
+  """One random sample: dict(image uint8 (S, S, 3), keypoints float32 (16, 2), visible (16,),
+  keypoints3d float32 (16, 3), intrinsic_matrix float32 (3, 3)).
+
+  keypoints3d are the posed skeleton's joints in the pinhole camera frame, in metres: x right and y down (the
+  image's axes), z the depth from the camera centre; projecting them with intrinsic_matrix gives keypoints.
+  """
+  return _render(rng, style, image_size)[0]
+
+
+def render_pair(rng: np.random.Generator, motion_rng: np.random.Generator, style: str, image_size: int = 128,
+                motion: float = MOTION):
+  """(base, driving): base is ``render(rng, style, image_size)``; driving shows the same figure, clothing,
+  camera, background and occluders with the joint angles moved by ``_move_angles`` (steps drawn from
+  ``motion_rng``, up to ``motion`` of each joint's range); the pelvis and the body's orientation stay put."""
+  return _render(rng, style, image_size, lambda angles: _move_angles(motion_rng, angles, motion))
+
+
+def _render(rng, style, image_size, move=None):
+  """[sample] or, with ``move`` (angles -> driving angles), [base, driving]; ``rng`` draws what render draws,
+  in the same order, and the driving image is painted from a copy of its state, so with the same appearance."""
   params = _STYLES[style]
-  xy, depth, magnification = _camera(rng, params, _body_points(rng, params))
-  points, scale = _frame(rng, params, xy, image_size)
-  figure = _Figure(points, depth, scale * magnification, rng.uniform(*params.build))
+  angles, lengths = _sample_body(rng, params)
+  camera = _sample_camera(rng, params)
+  view = _project(_body_points(angles, lengths), *camera)
+  framing = _sample_framing(rng, params, view[0], image_size)
+  build = rng.uniform(*params.build)
+  if move is None:
+    return [_paint(rng, style, image_size, view, framing, camera, build)[0]]
+  paint_rng = copy.deepcopy(rng)
+  base, figure = _paint(rng, style, image_size, view, framing, camera, build)
+  driving_view = _project(_body_points(move(angles), lengths), *camera)
+  driving, _ = _paint(paint_rng, style, image_size, driving_view, framing, camera, build, figure.points)
+  return [base, driving]
+
+
+def _paint(rng, style, image_size, view, framing, camera, build, occluded_points=None):
+  """(sample, figure) of a projected body (``_project``'s outputs) painted in ``style``."""
+  xy, depth, magnification, points3d = view
+  points = framing.pixels(xy, image_size)
+  figure = _Figure(points, depth, framing.scale * magnification, build, occluded_points)
   image = _PAINTERS[style](rng, figure, image_size)
   keypoints = points[:16].astype(np.float32)
   inside = np.all((keypoints >= 0) & (keypoints < image_size), axis=1)
-  return dict(image=image, keypoints=keypoints, visible=inside.astype(np.float32))
+  # focal length in pixels, and the principal point: where the camera axis (xy = 0) lands
+  focal = framing.scale * camera[1]
+  principal = framing.pixels(np.zeros(2), image_size)
+  intrinsic_matrix = np.array([[focal, 0, principal[0]], [0, focal, principal[1]], [0, 0, 1]], np.float32)
+  return dict(image=image, keypoints=keypoints, visible=inside.astype(np.float32),
+              keypoints3d=points3d[:16].astype(np.float32), intrinsic_matrix=intrinsic_matrix), figure
 
 
 class SyntheticPose:
   """Random-access source of rendered samples (a Grain data source).
 
   Sample ``index`` is drawn from a generator seeded with (seed, split, style, index), so it does
-  not depend on the access order, and the splits are disjoint draws.
+  not depend on the access order, and the splits are disjoint draws. With ``pairs`` a sample is
+  dict(base=..., driving=...) of ``render_pair``: base is the sample without ``pairs``, and the motion is
+  drawn from the first child (``SeedSequence.spawn``) of that seed.
   """
 
   keypoint_set = BODY16
 
   def __init__(self, style: str, split: str, num_samples: int, image_size: int = 128,
-               seed: int = 0):
+               seed: int = 0, pairs: bool = False, motion: float = MOTION):
     if style not in STYLES:
       raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if split not in SPLITS:
       raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0 <= motion <= 1:
+      raise ValueError(f"motion must be a fraction of the joint ranges in [0, 1], got {motion!r}")
     self.style, self.split = style, split
     self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
+    self.pairs, self.motion = pairs, motion
 
   def __len__(self) -> int:
     return self.num_samples
@@ -493,9 +583,14 @@ class SyntheticPose:
     index = int(index)
     if not 0 <= index < self.num_samples:
       raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-    key = (self.seed, SPLITS.index(self.split), STYLES.index(self.style), index)
-    return render(np.random.default_rng(key), self.style, self.image_size)
+    key = np.random.SeedSequence((self.seed, SPLITS.index(self.split), STYLES.index(self.style), index))
+    if not self.pairs:
+      return render(np.random.default_rng(key), self.style, self.image_size)
+    base, driving = render_pair(np.random.default_rng(key), np.random.default_rng(key.spawn(1)[0]), self.style,
+                                self.image_size, self.motion)
+    return dict(base=base, driving=driving)
 
   def __repr__(self) -> str:
+    pairs = f", pairs=True, motion={self.motion}" if self.pairs else ""
     return (f"SyntheticPose(style={self.style!r}, split={self.split!r}, "
-            f"num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed})")
+            f"num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed}{pairs})")
