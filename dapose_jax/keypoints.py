@@ -1,11 +1,13 @@
 """Heatmap rendering and decoding, as the reference (tllib) computes them.
 
 Conventions: heatmaps are channels-last ``(..., H, W, K)``; keypoints are ``(..., K, 2)`` as (x, y).
-All functions are pure jnp and work under ``jit``/``vmap``.
+All functions but the config-time ``soft_argmax_temperature`` (NumPy) are pure jnp and work under
+``jit``/``vmap``.
 """
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _window_gaussians(centers, draw, height, width, sigma):
@@ -89,3 +91,50 @@ def pseudo_labels(heatmaps, sigma=2.0, fast=False):
   total = jnp.sum(ground_truth, axis=-1, keepdims=True)
   ground_false = jnp.clip(total - ground_truth, 0.0, 1.0)
   return ground_truth, ground_false
+
+
+def soft_argmax(heatmaps, temperature, relative=False):
+  """Differentiable argmax of (..., H, W, K) maps: the expected (x, y) pixel index (..., K, 2) under
+  p = softmax over the H * W pixels of heatmap / temperature; x = column, y = row, as ``argmax_2d``.
+
+  ``relative=True`` also divides each map by its maximum (a constant under differentiation; 1 where the maximum
+  is <= 0), so that a peak of any height is sharpened as a peak of 1 is: a lower peak with an absolute
+  temperature lets the flat background pull the result towards the middle of the map.
+  """
+  *batch, height, width, k = heatmaps.shape
+  flat = jnp.moveaxis(heatmaps.astype(jnp.float32), -1, -3).reshape(*batch, k, height * width)
+  if relative:
+    peak = jax.lax.stop_gradient(jnp.max(flat, axis=-1, keepdims=True))
+    temperature = temperature * jnp.where(peak > 0, peak, 1.0)
+  logits = flat / temperature
+  p = jax.nn.softmax(logits, axis=-1).reshape(*batch, k, height, width)
+  x = jnp.sum(jnp.sum(p, axis=-2) * jnp.arange(width, dtype=jnp.float32), axis=-1)
+  y = jnp.sum(jnp.sum(p, axis=-1) * jnp.arange(height, dtype=jnp.float32), axis=-1)
+  return jnp.stack([x, y], axis=-1)
+
+
+def soft_argmax_temperature(sigma=2.0, heatmap_size=64, mass=0.9):
+  """The largest temperature at which ``soft_argmax`` puts ``mass`` of its softmax within 1 px of the peak
+  (the peak and its 4 neighbours) for an ideal target: the reference window Gaussian of ``sigma``, peak 1,
+  centred on a pixel of a ``heatmap_size`` map, zero elsewhere (so the background's mass is included).
+
+  The mass decreases monotonically with the temperature; it is found by bisection on a log scale.
+  """
+  centre = heatmap_size // 2
+  target = _window_gaussians(jnp.array([[centre, centre]], jnp.float32), jnp.array([True]), heatmap_size,
+                             heatmap_size, sigma)
+  target = np.asarray(target[..., 0], np.float64)
+  near = np.zeros_like(target, bool)
+  near[centre, centre - 1:centre + 2] = near[centre - 1:centre + 2, centre] = True
+
+  def near_mass(t):
+    p = np.exp((target - 1.0) / t)
+    return p[near].sum() / p.sum()
+
+  low, high = 1e-4, 1e2
+  if not near_mass(high) < mass < near_mass(low):
+    raise ValueError(f"mass must lie in ({near_mass(high):.4f}, {near_mass(low):.4f}), got {mass}")
+  for _ in range(60):
+    middle = np.sqrt(low * high)
+    low, high = (middle, high) if near_mass(middle) > mass else (low, middle)
+  return float(low)
