@@ -1,7 +1,9 @@
 """The embedded default: procedural synthetic source -> shifted synthetic target, no downloads, at CPU scale
 (ResNet-18 from scratch, 128 px input, 32 px heatmaps, batch 32, 5 epochs of 100 steps).
 
-Variants (comma-separated): ``smoke`` (a tiny run for checking an installation, < 2 minutes on 2 cores) and a
+Variants (comma-separated): ``smoke`` (a tiny run for checking an installation, < 2 minutes on 2 cores),
+``sampling`` (the pose-VAE sampling demo's scale: 64 px, 10,000 source poses, 80 + 40 steps of batch 8, a per-bin
+report of the target test split; needs ``--config.sampling.scores``, see ``experiments/sampling_demo.py``) and a
 method, e.g. ``configs/demo.py`` (the README's demo run, source-only, about 13 minutes on 2 CPU cores),
 ``configs/demo.py:regda``, ``configs/demo.py:smoke,mean_teacher``; ``--config.method=...`` does the same.
 """
@@ -9,7 +11,7 @@ method, e.g. ``configs/demo.py`` (the README's demo run, source-only, about 13 m
 from dapose_jax import config_base, variants
 
 
-def demo(smoke=False):
+def demo(size=""):
   c = config_base.base_config()
   c.model.backbone = "resnet18"
   c.model.upsampling_features = 128
@@ -36,7 +38,17 @@ def demo(smoke=False):
   # AdaIN network (methods/style_decoder.py): quarter width, random frozen encoder cut at relu2_1 (a random
   # encoder to relu4_1 cannot be inverted by a decoder trained for a few hundred steps), ~4 min on 2 CPU cores
   c.style.update(width=0.25, depth=2, steps=300, lr=3e-4, batch_size=8, log_every=25)
-  if smoke:
+  if size == "sampling":
+    shrink(c, image_size=64, heatmap_size=16, features=64, render_size=64, test_size=256, batch_size=8,
+           iters_per_epoch=40, log_every=20)
+    c.epochs = 1
+    c.eval_batch_size = 64
+    c.eval_pictures = 0
+    c.source.train_size = 10_000
+    c.regda.update(pretrain_epochs=2, warm_start_iters=20.0)  # lambda(40) = 0.076, as the longer demo's late steps
+    c.sampling.upper_quantile = 0.999  # the scores' long tail (README, "Bins and samplers")
+    c.evals.target_bins = dict(type="pose_bins", domain="target")
+  if size == "smoke":
     shrink(c, image_size=64, heatmap_size=16, features=32, render_size=64, test_size=64, batch_size=8,
            iters_per_epoch=10, log_every=5)
     c.regda.pretrain_epochs = 1
@@ -64,5 +76,5 @@ def shrink(c, *, image_size, heatmap_size, features, render_size, test_size, bat
 
 
 def get_config(variant=""):
-  chosen = variants.parse(variant, "configs/demo.py", size=("smoke",))
-  return variants.with_method(demo(smoke=chosen.size == "smoke"), chosen.method)
+  chosen = variants.parse(variant, "configs/demo.py", size=("smoke", "sampling"))
+  return variants.with_method(demo(chosen.size), chosen.method)

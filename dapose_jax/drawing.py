@@ -1,4 +1,4 @@
-"""Pictures of keypoints: skeletons over images, truth beside prediction, heatmap grids, PCK curves, PNG files.
+"""Pictures of keypoints: skeletons over images, truth beside prediction, heatmap grids, line plots, PNG files.
 
 Images are uint8 (H, W, 3) RGB; keypoints (K, 2) (x, y) in that image's continuous pixel coordinates
 (``data.transforms``: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)). Every function returns a new
@@ -222,35 +222,45 @@ def _resample(heatmap, size):
                         borderMode=cv2.BORDER_REPLICATE)
 
 
-PLOT_SIZE = (320, 480)  # rows, columns of a PCK curve
+PLOT_SIZE = (320, 480)  # rows, columns of a line plot
 PLOT_MARGINS = dict(left=48, right=16, top=32, bottom=40)
 PLOT_COLOUR = (31, 119, 180)
+PLOT_COLOURS = (PLOT_COLOUR, (255, 127, 14), (44, 160, 44), (214, 39, 40))  # line i of a line plot
 
 
 def pck_curve(thresholds, values, title="PCK"):
-  """A line plot of PCK ``values`` (percent) over ``thresholds`` on a white canvas of ``PLOT_SIZE``: the
-  x axis spans the thresholds, the y axis 0 to 100, each with five ticks and grid lines."""
-  thresholds, values = np.asarray(thresholds, np.float64), np.asarray(values, np.float64)
-  if thresholds.shape != values.shape or thresholds.ndim != 1 or not len(thresholds):
-    raise ValueError(f"thresholds {thresholds.shape} and values {values.shape}: expected two equally long lists")
+  """``line_plot`` of PCK ``values`` (percent) over ``thresholds``."""
+  return line_plot(thresholds, {"": values}, title=title, x_label="threshold")
+
+
+def line_plot(x, lines, *, title, x_label):
+  """Lines ``{label: values}`` (percent) over ``x`` on a white canvas of ``PLOT_SIZE``: the x axis spans ``x``, the
+  y axis 0 to 100, each with five ticks and grid lines; line i in ``PLOT_COLOURS[i]``, named in a legend at the
+  bottom right unless its label is empty."""
+  x = np.asarray(x, np.float64)
+  lines = {label: np.asarray(values, np.float64) for label, values in lines.items()}
+  if x.ndim != 1 or not len(x) or not 0 < len(lines) <= len(PLOT_COLOURS) or any(
+      values.shape != x.shape for values in lines.values()):
+    raise ValueError(f"x {x.shape} and lines {[v.shape for v in lines.values()]}: expected 1 to "
+                     f"{len(PLOT_COLOURS)} lists as long as x")
   rows, columns = PLOT_SIZE
   out = np.full((rows, columns, 3), 255, np.uint8)
   left, right = PLOT_MARGINS["left"], columns - PLOT_MARGINS["right"]
   top, bottom = PLOT_MARGINS["top"], rows - PLOT_MARGINS["bottom"]
-  low, high = thresholds.min(), thresholds.max()
+  low, high = x.min(), x.max()
   if high == low:
     low, high = low - 0.5 * (abs(low) or 1), high + 0.5 * (abs(high) or 1)
 
-  def pixel(x, y):
-    return (round(left + (x - low) / (high - low) * (right - left)), round(bottom - y / 100 * (bottom - top)))
+  def pixel(u, y):
+    return (round(left + (u - low) / (high - low) * (right - left)), round(bottom - y / 100 * (bottom - top)))
 
   black, grey = (0, 0, 0), (225, 225, 225)
   for tick in np.linspace(low, high, 5):
-    x, _ = pixel(tick, 0)
-    cv2.line(out, (x, top), (x, bottom), grey, 1)
+    u, _ = pixel(tick, 0)
+    cv2.line(out, (u, top), (u, bottom), grey, 1)
     text = f"{tick:.3g}"
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
-    cv2.putText(out, text, (x - w // 2, bottom + 8 + h), _FONT, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(out, text, (u - w // 2, bottom + 8 + h), _FONT, 0.4, black, 1, cv2.LINE_AA)
   for tick in range(0, 101, 20):
     _, y = pixel(low, tick)
     cv2.line(out, (left, y), (right, y), grey, 1)
@@ -258,12 +268,20 @@ def pck_curve(thresholds, values, title="PCK"):
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
     cv2.putText(out, text, (left - 6 - w, y + h // 2), _FONT, 0.4, black, 1, cv2.LINE_AA)
   cv2.rectangle(out, (left, top), (right, bottom), black, 1)
-  cv2.putText(out, "threshold", ((left + right) // 2 - 30, rows - 6), _FONT, 0.4, black, 1, cv2.LINE_AA)
+  (w, _), _ = cv2.getTextSize(x_label, _FONT, 0.4, 1)
+  cv2.putText(out, x_label, ((left + right - w) // 2, rows - 6), _FONT, 0.4, black, 1, cv2.LINE_AA)
   cv2.putText(out, title, (left, top - 10), _FONT, 0.5, black, 1, cv2.LINE_AA)
-  points = np.array([pixel(x, y) for x, y in zip(thresholds, np.clip(values, 0, 100))], np.int32)
-  cv2.polylines(out, [points], False, PLOT_COLOUR, 2, cv2.LINE_AA)
-  for point in points:
-    cv2.circle(out, tuple(map(int, point)), 3, PLOT_COLOUR, -1, cv2.LINE_AA)
+  key_right = right
+  for (label, values), colour in reversed(list(zip(lines.items(), PLOT_COLOURS))):
+    points = np.array([pixel(u, y) for u, y in zip(x, np.clip(values, 0, 100))], np.int32)
+    cv2.polylines(out, [points], False, colour, 2, cv2.LINE_AA)
+    for point in points:
+      cv2.circle(out, tuple(map(int, point)), 3, colour, -1, cv2.LINE_AA)
+    if label:
+      (w, _), _ = cv2.getTextSize(label, _FONT, 0.4, 1)
+      cv2.putText(out, label, (key_right - w, rows - 6), _FONT, 0.4, black, 1, cv2.LINE_AA)
+      cv2.line(out, (key_right - w - 18, rows - 10), (key_right - w - 4, rows - 10), colour, 2)
+      key_right -= w + 28
   return out
 
 

@@ -14,7 +14,8 @@ threshold once per value (named NAME@T); ``--metrics`` adds evaluator types per 
 The JSON (default RUN/evaluate_SPLIT_best.json or RUN/evaluate_SPLIT_stepN.json) holds the checkpoint, its step,
 the split and ``results`` {evaluator: {key: value}} with each evaluator's description in ``metrics``; an
 existing file is not replaced without ``--overwrite``. With two or more ``--thresholds``, each evaluator's
-headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``).
+headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``), and
+each ``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``).
 """
 
 import inspect
@@ -26,6 +27,7 @@ from absl import flags
 from ml_collections import ConfigDict
 
 from dapose_jax import cli, config_base, drawing, errors, evaluators, inference, parallel, workdirs
+from dapose_jax.evaluators import pose_bins
 
 FLAGS = flags.FLAGS
 BOTH = "both"
@@ -101,6 +103,17 @@ def curve_paths(out, names):
   return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
+def bin_plots(results, evals, out, split):
+  """Draws each ``pose_bins`` evaluator's PCK and EvalPose over its bins beside the JSON ``out`` (as
+  ``curve_paths`` names them); returns the paths."""
+  paths = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
+  for name, path in paths.items():
+    bins, pck, evalpose = pose_bins.per_bin(results[name])
+    drawing.save_png(path, drawing.line_plot(bins, {"PCK": pck, "EvalPose": evalpose}, x_label="difficulty bin",
+                                             title=f"{name}: per pose-VAE bin, {split} split"))
+  return list(paths.values())
+
+
 def output_path(out, checkpoint, split, overwrite):
   """Where the JSON goes (``out``, or the default in the run folder); an existing file only with ``overwrite``."""
   which = "best" if checkpoint.is_best else f"step{checkpoint.step}"
@@ -128,6 +141,7 @@ def _parse_thresholds(values):
 def main(argv):
   cli.expect_no_arguments(argv)
   cli.log_progress_to_stderr()
+  cli.enable_compilation_cache()
   domains = evaluators.DOMAINS if FLAGS.domain == BOTH else (FLAGS.domain,)
   thresholds = _parse_thresholds(FLAGS.thresholds)
   checkpoint = inference.locate(FLAGS.checkpoint)
@@ -150,6 +164,8 @@ def main(argv):
     for name, path in curve_paths(out, lines).items():
       drawing.pck_curve_png(thresholds, lines[name], path, title=f"{name}: PCK over thresholds, {FLAGS.split} split")
       print(f"wrote {path}")
+  for path in bin_plots(results, evals, out, FLAGS.split):
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ def main(argv):
   if len(argv) < 2:
     raise app.UsageError("give at least one image or folder of images")
   cli.log_progress_to_stderr()
+  cli.enable_compilation_cache()
   paths, failed = plan(argv[1:], FLAGS.out, FLAGS.overwrite)
   written = 0
   if paths:

@@ -81,7 +81,7 @@ def eval_batches(source, *, batch_size, image_size, resize_pad, num_threads=2):
   """Every sample of ``source`` once, in global batches of ``batch_size`` split over processes.
 
   The last batch is padded with zero samples whose ``mask`` is 0, so every process runs the same
-  number of equally shaped batches.
+  number of equally shaped batches; ``index`` is each row's sample index in ``source`` (0 for padding).
   """
   n = len(source)
   local = batch_size // jax.process_count()
@@ -98,6 +98,7 @@ def eval_batches(source, *, batch_size, image_size, resize_pad, num_threads=2):
     samples += [padding] * (local - len(samples))
     batch = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
     batch["mask"] = mask
+    batch["index"] = np.where(mask > 0, indices, 0).astype(np.int32)
     return batch
 
   ds = grain.MapDataset.range(num_batches).map(load_batch)

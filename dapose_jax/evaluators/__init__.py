@@ -9,7 +9,7 @@ source and how its images are resized), the split's keypoint set and its own set
 ``config.evals.NAME = dict(type=TYPE, domain="source"|"target", split="test"|"train", **settings)``.
 TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics on decoded coordinates
 (``coordinates.py``): "pck_bbox", "pck_auc", "epe"; "evalpose" (``evalpose.py``, Dua et al.'s joint-angle
-similarity).
+similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source).
 """
 
 import jax
@@ -17,10 +17,10 @@ import numpy as np
 
 from dapose_jax import drawing, errors, parallel
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, evalpose, pck
+from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
-         "evalpose": evalpose.EvalPose}
+         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins}
 DOMAINS = ("source", "target")
 
 

@@ -43,7 +43,8 @@ def keypoints_in_pixels(heatmaps, image_size):
 
 class CoordinateMetric:
   """One pass over a split: per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on
-  the host, then ``_result``. Subclasses set ``description`` and the two functions."""
+  the host, then ``_result``. Subclasses set ``description`` and the two functions; one that needs the heatmaps
+  or more of the batch replaces ``_global_batch_sums(heatmaps, batch)`` instead of ``_batch_sums``."""
 
   headline = "all"
 
@@ -53,14 +54,15 @@ class CoordinateMetric:
     self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
     self._mesh = mesh
     self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)
-
-    def sums(heatmaps, batch):
-      pred, _ = keypoints_in_pixels(heatmaps, config.image_size)
-      counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
-      return self._batch_sums(pred, batch["keypoints"], counted)
-
+    self._image_size = config.image_size
     data = parallel.data_sharding(mesh)
-    self._sums = jax.jit(sums, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
+    self._sums = jax.jit(self._global_batch_sums, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
+
+  def _global_batch_sums(self, heatmaps, batch):
+    """The sums of one global batch (traced once): ``_batch_sums`` of the decoded predictions and the truth."""
+    pred, _ = keypoints_in_pixels(heatmaps, self._image_size)
+    counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
+    return self._batch_sums(pred, batch["keypoints"], counted)
 
   def run(self, state):
     total = None
