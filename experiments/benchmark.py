@@ -230,7 +230,7 @@ _COMPUTE_OPCODES = ("convolution", "dot", "custom-call", "reduce-window", "selec
                     "sort", "reduce")
 
 
-def op_profile(run, wait, hlo_text, steps, top=12):
+def op_profile(run, wait, hlo_text, steps, top=20):
   """[{op, computes, shape, ms_per_step, share}] of the ``top`` operations that ran longest over ``steps`` traced
   steps: the thunks the XLA:CPU runtime names (fusions, convolutions, dots; summed over its threads) or a GPU's
   "XLA Ops"; ``computes`` lists the compute opcodes inside a fusion, from the compiled HLO."""

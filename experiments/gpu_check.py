@@ -64,7 +64,8 @@ def main():
 
   for dtype in DTYPES:
     run(f"batch32_{dtype}", limits["batch32"],
-        [*base, "--dtype", dtype, "--batch_size", "32" if not dry else "2", "--methods", ",".join(METHODS), "--torch"])
+        [*base, "--dtype", dtype, "--batch_size", "32" if not dry else "2", "--methods", ",".join(METHODS), "--torch",
+         "--profile", "2"])
 
   run("pipeline", limits["pipeline"],
       [*base, "--methods=", "--pipeline", "--pipeline_configs", "configs/demo.py", "--batch_size", "32",
