@@ -29,6 +29,8 @@ COMMANDS = {
     "import": ("dapose_jax.torch_checkpoints", "a published PyTorch checkpoint (tllib, RegDA, UDAPE, DAML) as a run "
                "folder for evaluate and predict"),
     "pose_vae": ("dapose_jax.pose_vae", "train the pose VAE on the source poses and score each one's difficulty"),
+    "reconstruction": ("dapose_jax.reconstruction_training", "pre-train the geometric reconstruction's generator "
+                       "(W and G) on source pairs"),
 }
 
 

@@ -28,7 +28,7 @@ def augment(rotation, resize_pad=False, enabled=True):
 
 def domain(name, **fields):
   """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform,
-  ``keypoint_set`` is the one the data set declares and ``pairs`` makes each sample a base/driving pair
+  ``keypoint_set`` is the one the data set declares and ``pairs`` makes each training sample a base/driving pair
   (``sources.make_source``; only 'synthetic' has pairs so far).
 
   LSP gets tllib's fixed transform: tllib's LSP ignores the transform argument and only resizes and
@@ -91,9 +91,19 @@ def base_config():
   # width 1024, 2 blocks) trained with Adam on the source's 2D / 3D keypoints, each input keypoint hidden with p
   # input_drop; angle_percentiles: the source percentiles that bound each joint angle; tau2d: M2D's heatmap-peak
   # threshold (< 0: the mean teacher's batch median); tau3d: M3D's reprojection tolerance as a fraction of the 2D
-  # box's longer side; overlap_threshold: |M2D n M3D| / |M2D u M3D| from which M2D u M3D supervises both.
+  # box's longer side; overlap_threshold: |M2D n M3D| / |M2D u M3D| from which M2D u M3D supervises both;
+  # poses: how many of the source's first training samples the lifter is trained on (0: all).
   c.lifting = dict(width=256, blocks=2, steps=2000, lr=1e-3, batch_size=256, input_drop=0.2, seed=0,
-                   angle_percentiles=(1.0, 99.0), tau2d=-1.0, tau3d=0.05, overlap_threshold=0.8)
+                   angle_percentiles=(1.0, 99.0), tau2d=-1.0, tau3d=0.05, overlap_threshold=0.8, poses=20_000)
+  # Generator pre-training on source pairs (dapose_jax/methods/reconstruction.py, `dapose-jax reconstruction`):
+  # the Reconstructor (models/reconstruction.py, FOMM's widths) trained with Adam on L1 + perceptual_weight * the
+  # L1 between frozen AdaIN-encoder features (config.style's network). keypoints: "truth" (the source's labels)
+  # or "predictor" (soft-argmax of the frozen pose network in the checkpoint folder predictor, a run's best).
+  # net: the network file (reconstruction.msgpack) it writes and the geometric method reads.
+  c.reconstruction = dict(net="", keypoints="truth", predictor="", warping_features=64, warping_max_features=1024,
+                          warping_blocks=5, warping_scale=0.25, heatmap_variance=0.01, generator_features=64,
+                          generator_max_features=512, generator_residual_blocks=6, steps=20_000, lr=2e-4,
+                          batch_size=16, perceptual_weight=1.0, log_every=100, seed=0)
   # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
   c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,
                        nesterov=True, weight_decay=0.0, lr_milestones=(45, 60), lr_factor=0.1,
@@ -118,6 +128,13 @@ def base_config():
   # UDAPE train_human.py (mean teacher) and DAML's fork of it
   c.mean_teacher = mean_teacher()
   c.daml = mean_teacher(feature_weight=0.1, pose_weight=0.3, teacher_style_prob=0.0)
+  # Geometric reconstruction (methods/geometric.py): the mean teacher + integrated pseudo-labels (config.lifting) +
+  # the reconstruction loss (config.reconstruction's generator). ablation: "baseline", "pseudo", "reconstruction"
+  # or "both" (the paper's Table A); generator: a trained network file, empty: pre-train one after stage 1;
+  # view: the second view of a target crop that is the driving image when config.target.pairs is False.
+  c.geometric = mean_teacher(ablation="both", pseudo3d_weight=1.0, reconstruction_weight=0.01, generator="",
+                             driving_view=dict(rotation=30.0, shear=0.0, translate=0.05, scale_min=0.9, scale_max=1.1,
+                                               color=0.0))
   return c
 
 

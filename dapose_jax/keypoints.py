@@ -10,29 +10,30 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _window_gaussians(centers, draw, height, width, sigma):
+def _window_gaussians(centers, draw, height, width, sigma, xp=jnp):
   """Unnormalised Gaussians with peak 1 at integer ``centers`` (K, 2), cut to the reference window.
 
   The reference writes a ``2*tmp+1`` patch (tmp = 3 sigma) whose top-left corner is
   ``int(mu - tmp)`` (truncation toward zero) and whose centre is at patch offset ``size // 2``; for
   sigma = 2 that is the 13x13 square |u - x| <= 6, |v - y| <= 6. Rows with ``draw == False`` stay zero.
+  ``xp``: jax.numpy, or numpy for a constant computed on the host.
   """
   tmp = 3.0 * sigma
-  size = jnp.ceil(2 * tmp + 1)
-  offset = jnp.floor((2 * tmp + 1) / 2)
-  upper_left = jnp.trunc(centers - tmp)
-  bottom_right = jnp.trunc(centers + tmp + 1)
+  size = xp.ceil(2 * tmp + 1)
+  offset = xp.floor((2 * tmp + 1) / 2)
+  upper_left = xp.trunc(centers - tmp)
+  bottom_right = xp.trunc(centers + tmp + 1)
 
   def axis_profile(length, c):  # (length, K) 1-D factor along one axis
-    pos = jnp.arange(length, dtype=jnp.float32)[:, None]
+    pos = xp.arange(length, dtype=xp.float32)[:, None]
     rel = pos - upper_left[:, c]
     inside = (pos >= upper_left[:, c]) & (pos < bottom_right[:, c]) & (rel < size)
-    return jnp.where(inside, jnp.exp(-((rel - offset) ** 2) / (2 * sigma**2)), 0.0)
+    return xp.where(inside, xp.exp(-((rel - offset) ** 2) / (2 * sigma**2)), 0.0)
 
   gx = axis_profile(width, 0)
   gy = axis_profile(height, 1)
   # exp(a + b) = exp(a) exp(b): the separable product equals the reference's 2-D exp up to rounding.
-  return gy[:, None, :] * gx[None, :, :] * draw.astype(jnp.float32)
+  return gy[:, None, :] * gx[None, :, :] * draw.astype(xp.float32)
 
 
 def gaussian_targets(keypoints, visible, image_size=256, heatmap_size=64, sigma=2.0):
@@ -121,8 +122,8 @@ def soft_argmax_temperature(sigma=2.0, heatmap_size=64, mass=0.9):
   The mass decreases monotonically with the temperature; it is found by bisection on a log scale.
   """
   centre = heatmap_size // 2
-  target = _window_gaussians(jnp.array([[centre, centre]], jnp.float32), jnp.array([True]), heatmap_size,
-                             heatmap_size, sigma)
+  target = _window_gaussians(np.array([[centre, centre]], np.float32), np.array([True]), heatmap_size, heatmap_size,
+                             sigma, xp=np)  # numpy: a constant, also when called under jit
   target = np.asarray(target[..., 0], np.float64)
   near = np.zeros_like(target, bool)
   near[centre, centre - 1:centre + 2] = near[centre - 1:centre + 2, centre] = True

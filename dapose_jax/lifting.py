@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import flax
 import flax.linen as nn
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -229,6 +230,24 @@ def train(lifting_config, keypoint_set, keypoints, visible, keypoints3d):
   value = float(value)
   log.info("lifting: trained %d steps, last batch's squared 3D error %.4g", lifting_config.steps, value)
   return params, fit_constraints(keypoints3d, keypoint_set, lifting_config.angle_percentiles), value
+
+
+def read_poses(source, count=0, num_threads=2):
+  """(keypoints (N, K, 2), visible (N, K), keypoints3d (N, K, 3)) float32 of the first ``count`` samples of
+  ``source`` (all when ``count`` is 0 or more than it has); the images are read (drawn, for the renderer) too."""
+  n = len(source) if count <= 0 else min(count, len(source))
+  k = source.keypoint_set.num_keypoints
+  if "keypoints3d" not in source[0]:
+    raise errors.MissingInputError(f"{source!r} has no keypoints3d: the lifting is trained on a source with 3D "
+                                   "keypoints (SURREAL, Human3.6M, RHD, FreiHAND, the renderer)")
+  keypoints, visible, keypoints3d = (np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32),
+                                     np.zeros((n, k, 3), np.float32))
+  poses = grain.MapDataset.source(source)[:n].map(
+      lambda sample: (sample["keypoints"], sample["visible"], sample["keypoints3d"]))
+  for i, pose in enumerate(poses.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                                                   prefetch_buffer_size=64))):
+    keypoints[i], visible[i], keypoints3d[i] = pose
+  return keypoints, visible, keypoints3d
 
 
 def pseudo_labels_3d(net, params, constraints, keypoint_set, keypoints2d, visible):

@@ -50,7 +50,7 @@ def stream_seed(config, domain):
 
 
 def train_sources(config):
-  return tuple(sources.make_source(config[domain], "train") for domain in DOMAINS)
+  return tuple(sources.make_source(config[domain], "train", pairs=config[domain].pairs) for domain in DOMAINS)
 
 
 def train_iterator(config, domain, source, start=0, seed=None):
@@ -62,7 +62,8 @@ def train_iterator(config, domain, source, start=0, seed=None):
       source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
       seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
       workers=pipeline.worker_count(config.data.workers),
-      start=start, sampler=sampling.from_config(config, source, seed) if domain == "source" else None)
+      start=start, sampler=sampling.from_config(config, source, seed) if domain == "source" else None,
+      pairs=data_config.pairs)
 
 
 def train_iterators(config, train_sources, start):
@@ -150,6 +151,10 @@ def _check_config(config, method):
   if not (isinstance(config.data.device_prefetch, int) and config.data.device_prefetch >= 1):
     raise errors.ConfigError(f"config.data.device_prefetch={config.data.device_prefetch!r}: expected a number of "
                              "batches >= 1 (1: no overlap of transfer and compute)")
+  for domain in DOMAINS:
+    if config[domain].pairs and config[domain].augment.enabled and config[domain].augment.on_device:
+      raise errors.ConfigError(f"config.{domain}.pairs=True with config.{domain}.augment.on_device=True: pairs are "
+                               "augmented on the host (one transform for both images); set on_device=False")
   if method.eval_heatmaps is not None and (config.image_size % pose.INPUT_MULTIPLE
                                            or config.heatmap_size * pose.OUTPUT_STRIDE != config.image_size):
     raise errors.ConfigError(

@@ -15,14 +15,17 @@ from tests.test_train import tiny_config
 def method_config(name):
   c = tiny_config()
   c.method = name
-  for section in ("mean_teacher", "daml"):
+  for section in ("mean_teacher", "daml", "geometric"):
     c[section].update(source_style_prob=0.0, teacher_style_prob=0.0)
   c.style.update(width=1 / 16, depth=2)
+  c.reconstruction.update(warping_features=4, warping_max_features=8, warping_blocks=2, generator_features=4,
+                          generator_max_features=8, generator_residual_blocks=1)
   return c
 
 
 def test_the_registry_holds_every_method_once_by_its_name():
-  assert set(methods.NAMES) == {"source_only", "regda", "mean_teacher", "daml", "style_decoder"}
+  assert set(methods.NAMES) == {"source_only", "regda", "mean_teacher", "daml", "style_decoder", "reconstruction",
+                                "geometric"}
   for name, method in methods.REGISTRY.items():
     assert method.name == name and methods.get(name) is method
   assert len({m.own_section for m in methods.REGISTRY.values()}) == len(methods.NAMES)
@@ -39,8 +42,10 @@ def test_method_inits_steps_and_evaluates_under_jit(name, tmp_path):
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(0))
   step = jax.jit(functools.partial(method.train_step, config), donate_argnums=(0,),
                  in_shardings=(repl, data, data), out_shardings=(repl, repl))
-  source = parallel.to_global(random_batch(config, config.batch_size, 1), mesh)
-  target = parallel.to_global(random_batch(config, config.batch_size, 2), mesh)
+  batch = lambda seed: random_batch(config, config.batch_size, seed)
+  pair = lambda seed, pairs: {"base": batch(seed), "driving": batch(seed + 10)} if pairs else batch(seed)
+  source = parallel.to_global(pair(1, config.source.pairs), mesh)
+  target = parallel.to_global(pair(2, config.target.pairs), mesh)
   before = jax.device_get(state)
   state, values = step(state, source, target)
   values = jax.device_get(values)
@@ -50,10 +55,11 @@ def test_method_inits_steps_and_evaluates_under_jit(name, tmp_path):
                                                           jax.tree.leaves(before)) if a.shape]
   assert max(moved) > 0
   if method.eval_heatmaps is None:
-    assert not config.evals and method.own_section == "style"
+    assert not config.evals and method.own_section in ("style", "reconstruction")
   else:
     assert set(config.evals) == {"source", "target"}
-    heatmaps = jax.jit(functools.partial(method.eval_heatmaps, config))(state, source["image"])
+    images = (target["base"] if config.target.pairs else target)["image"]
+    heatmaps = jax.jit(functools.partial(method.eval_heatmaps, config))(state, images)
     k = skeletons.get(config.source.keypoint_set).num_keypoints
     assert heatmaps.shape == (config.batch_size, config.heatmap_size, config.heatmap_size, k)
     assert bool(jnp.all(jnp.isfinite(heatmaps)))

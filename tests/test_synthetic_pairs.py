@@ -99,17 +99,16 @@ def test_driving_angles_move_at_most_motion_times_the_range_and_stay_within_limi
   assert np.all(extreme <= high) and np.any(extreme < high)
 
 
-def test_a_synthetic_data_config_with_pairs_opens_a_pair_source():
+def test_a_synthetic_source_opened_with_pairs_gives_pairs():
   config = config_base.domain("synthetic", style="target", seed=0, train_size=3, test_size=2, render_size=32)
   assert config.pairs is False
   assert set(sources.make_source(config, "test")[1]) == {"image", "keypoints", "visible", "keypoints3d",
                                                          "intrinsic_matrix"}
-  config.pairs = True
-  pair = sources.make_source(config, "test")[1]
+  pair = sources.make_source(config, "test", pairs=True)[1]
   assert set(pair) == {"base", "driving"} and pair["driving"]["image"].shape == (32, 32, 3)
 
 
 def test_a_built_data_set_refuses_pairs_before_reading_anything(tmp_path):
   config = ConfigDict(dict(name="lsp", keypoint_set="body16", data_dir=str(tmp_path / "missing"), pairs=True))
   with pytest.raises(errors.ConfigError, match="'lsp' has no pair index"):
-    sources.make_source(config, "train")
+    sources.make_source(config, "train", pairs=True)

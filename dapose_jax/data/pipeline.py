@@ -28,20 +28,29 @@ def _train_sample(sample, rng, *, image_size, augment):
   return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
 
 
+def _train_pair(pair, rng, *, image_size, augment):
+  """``_train_sample`` of a pair's base and driving sample with the same random draws: one transform for both."""
+  seed = rng.integers(2**63)
+  return {name: _train_sample(pair[name], np.random.default_rng(seed), image_size=image_size, augment=augment)
+          for name in ("base", "driving")}
+
+
 def _test_sample(sample, *, image_size, resize_pad):
   image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size, pad=resize_pad)
   return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
 
 
 def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0,
-                   start=0, sampler=None):
+                   start=0, sampler=None, pairs=False):
   """Infinite iterator of this process's share of each global training batch, from batch ``start`` on.
 
   Global batch j holds elements j*B .. j*B+B-1 of one seeded shuffled, repeated and augmented stream that every
   process defines alike (an element's augmentation is seeded by its position), and process p loads only its
   consecutive share of each; so the global batches do not depend on the number of processes, and a run resumes
   (on any number of processes) by starting at the batch of its step. A ``sampler`` (``dapose_jax.sampling``: the
-  source index of each stream position, a pure function of the position) replaces the shuffled passes.
+  source index of each stream position, a pure function of the position) replaces the shuffled passes. With
+  ``pairs`` (a source of dict(base, driving) samples) a batch is {"base": batch, "driving": batch}, the two
+  samples of a pair augmented by the same draws (``_train_pair``).
   """
   local = batch_size // jax.process_count()
   if sampler is None:
@@ -49,7 +58,8 @@ def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads
   else:
     stream = grain.MapDataset.range(sys.maxsize).seed(seed).map(functools.partial(
         _sampled_element, source=source, sampler=sampler))
-  stream = stream.random_map(functools.partial(_train_sample, image_size=image_size, augment=augment))
+  stream = stream.random_map(functools.partial(_train_pair if pairs else _train_sample, image_size=image_size,
+                                               augment=augment))
   share = grain.MapDataset.range(len(stream) // batch_size * local).map(functools.partial(
       _element_of_share, stream=stream, global_batch=batch_size, local=local, offset=jax.process_index() * local))
   ds = share.batch(local, drop_remainder=True)[start:]

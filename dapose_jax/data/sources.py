@@ -1,5 +1,6 @@
 """Random-access data sources by name: each item is dict(image uint8 (H, W, 3), keypoints (K, 2), visible (K,)), or
-with the data config's ``pairs`` dict(base=item, driving=item) of two poses of the same figure (synthetic only).
+with ``pairs`` dict(base=item, driving=item) of two poses of the same figure (synthetic only; the training loop
+asks for pairs where the data config's ``pairs`` is set).
 
 Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
 embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
@@ -31,9 +32,9 @@ def dataset_keypoint_set(name):
   return skeletons.get(_builder_class(name).keypoint_set())
 
 
-def make_source(data_config, split):
-  """The source named by ``data_config.name`` for ``split`` ('train' or 'test')."""
-  name, pairs = data_config.name, data_config.get("pairs", False)
+def make_source(data_config, split, pairs=False):
+  """The source named by ``data_config.name`` for ``split`` ('train' or 'test'), of pairs with ``pairs``."""
+  name = data_config.name
   if name == "synthetic":
     from dapose_jax.data import synthetic
 
@@ -43,7 +44,8 @@ def make_source(data_config, split):
         image_size=data_config.render_size, seed=data_config.seed, pairs=pairs)
   elif pairs:
     raise errors.ConfigError(f"pairs=True: data set {name!r} has no pair index yet (only 'synthetic' renders "
-                             "pairs); set its config's pairs=False")
+                             "pairs); set its config's pairs=False (the geometric method then pairs two views of "
+                             "each image)")
   else:
     source = _built_source(_builder_class(name), name, data_config.data_dir, split)
   if data_config.keypoint_set != source.keypoint_set.name:

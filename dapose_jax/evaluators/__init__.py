@@ -9,7 +9,10 @@ source and how its images are resized), the split's keypoint set and its own set
 ``config.evals.NAME = dict(type=TYPE, domain="source"|"target", split="test"|"train", **settings)``.
 TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics on decoded coordinates
 (``coordinates.py``): "pck_bbox", "pck_auc", "epe"; "evalpose" (``evalpose.py``, Dua et al.'s joint-angle
-similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source).
+similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source);
+"pseudo_labels" (``pseudo_labels.py``, the accuracy and M2D/M3D selection of a method's pseudo-labels, e.g.
+``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``).
+A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``.
 """
 
 import jax
@@ -17,10 +20,10 @@ import numpy as np
 
 from dapose_jax import drawing, errors, parallel
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins
+from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins, pseudo_labels
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
-         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins}
+         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
 DOMAINS = ("source", "target")
 
 
@@ -42,11 +45,16 @@ def from_config(config, method, mesh):
       raise errors.ConfigError(f"config.evals.{name}.type={kind!r} is not an evaluator; choose one of {sorted(TYPES)}")
     if domain not in DOMAINS:
       raise errors.ConfigError(f"config.evals.{name}.domain={domain!r}; expected one of {DOMAINS}")
+    if kind == "pseudo_labels":
+      if method.pseudo_labels is None:
+        raise errors.ConfigError(f"config.evals.{name}.type='pseudo_labels' needs a method with pseudo-labels "
+                                 f"(geometric); method {method.name!r} has none")
+      spec["method"] = method
     source = sources.make_source(config[domain], split)
     try:
       evaluators[name] = TYPES[kind](predict, source, source.keypoint_set, config=config, mesh=mesh,
                                      resize_pad=config[domain].resize_pad, **spec)
-    except TypeError as error:  # an unknown setting
+    except (TypeError, errors.ConfigError) as error:  # an unknown setting, or a bad value of one
       raise errors.ConfigError(f"config.evals.{name}: {error}") from None
   return evaluators
 

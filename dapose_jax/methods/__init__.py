@@ -3,10 +3,10 @@
 import json
 
 from dapose_jax import errors
-from dapose_jax.methods import daml, mean_teacher, regda, source_only, style_decoder
+from dapose_jax.methods import daml, geometric, mean_teacher, reconstruction, regda, source_only, style_decoder
 
 REGISTRY = {m.name: m for m in (source_only.METHOD, regda.METHOD, mean_teacher.METHOD, daml.METHOD,
-                                style_decoder.METHOD)}
+                                style_decoder.METHOD, reconstruction.METHOD, geometric.METHOD)}
 NAMES = tuple(REGISTRY)
 
 

@@ -33,6 +33,7 @@ class Method:
       None for a method without a pose output (it runs no evaluators)
   Optional, with defaults that do nothing:
     section: the config section the method owns (default: its name)
+    reads: the sections of other methods that a run also reads (e.g. the generator's ``reconstruction``)
     uses_style(config): whether a run reads ``config.style`` (the AdaIN network)
     configure(config) -> config: the config a run of this method uses, before anything is written
     prepare(config, workdir) -> [Stage]: the runs that make this one, its own last (default: only its own);
@@ -40,17 +41,21 @@ class Method:
       config where their products are (e.g. ``config.regda.pretrained`` = stage 1's ``best`` folder)
     load_pretrained(config, state) -> state: what a fresh state takes from earlier stages or files
     finish(config, state, workdir): after the last step and ``results.json`` (e.g. export a product)
+    pseudo_labels(config, state, uint8 images) -> {name: array}: the pseudo-labels a method trains on, for the
+      evaluator type "pseudo_labels" (``evaluators/pseudo_labels.py`` defines the arrays); None: it has none
   """
   name: str
   init: Callable
   train_step: Callable
   eval_heatmaps: Optional[Callable]
   section: str = ""
+  reads: tuple = ()
   uses_style: Callable = lambda config: False
   configure: Callable = lambda config: config
   prepare: Optional[Callable] = None
   load_pretrained: Callable = lambda config, state: state
   finish: Callable = lambda config, state, workdir: None
+  pseudo_labels: Optional[Callable] = None
 
   def stages(self, config, workdir):
     """The stages of a run of this method in ``workdir``, in the order they train."""
@@ -66,7 +71,8 @@ class Method:
   def sections(self, config):
     """The method-owned config sections that a run of this method reads."""
     own = self.own_section
-    return (own, "style") if own != "style" and self.uses_style(config) else (own,)
+    style = ("style",) if own != "style" and self.uses_style(config) else ()
+    return (own, *self.reads, *style)
 
 
 def updated(config, **fields):

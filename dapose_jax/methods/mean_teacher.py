@@ -20,6 +20,8 @@ The teacher (its own BatchNorm statistics, eval mode) makes the predictions that
 Settings live in ``config[config.method]`` (``mean_teacher`` or ``daml``).
 """
 
+from typing import Callable, NamedTuple, Optional
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -120,7 +122,19 @@ def load_pretrained(config, state):
                        teacher_batch_stats=copy(batch_stats))
 
 
-def train_step(config, state, source, target):
+class Extension(NamedTuple):
+  """What a method built on this step (``geometric``) changes in it, made by ``extend(context)`` from the step's
+  context (a dict: ``teacher_maps``, ``rectified``, ``mask``, ``base`` float images, ``model``, ``to_heatmap``):
+  ``consistency(student_maps) -> (loss, {name: term})`` replaces ConsLoss(S, rectify(T), mask); ``extra(params,
+  batch_stats, student_maps) -> (weighted loss, {name: term}, batch_stats)`` is added to the student loss;
+  ``state_fields`` go into the new state and ``metrics`` into the step's values."""
+  consistency: Optional[Callable] = None
+  extra: Optional[Callable] = None
+  state_fields: dict = {}
+  metrics: dict = {}
+
+
+def train_step(config, state, source, target, extend=None):
   c = settings(config)
   model = pose.build_model(config)
   size, hm_size = config.image_size, config.heatmap_size
@@ -150,15 +164,25 @@ def train_step(config, state, source, target):
   student_view = inputs.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
   rectified, _ = keypoints.pseudo_labels(teacher_maps, config.sigma)
   mask = losses.median_confidence_mask(teacher_maps)
+  extension = Extension() if extend is None else extend(dict(teacher_maps=teacher_maps, rectified=rectified, mask=mask,
+                                                             base=base, model=model, to_heatmap=to_heatmap))
 
   def loss_fn(trainable):
     params, disc_params = trainable
     source_out, batch_stats = _train_forward(model, params, state.batch_stats, source_images)
     target_out, batch_stats = _train_forward(model, params, batch_stats, student_view)
     student_maps = views.to_base(target_out["heatmaps"], to_heatmap(student_m), c.interpolation)
-    terms = {"source": losses.heatmap_mse(source_out["heatmaps"], labels, weights),
-             "consistency": losses.consistency(student_maps, rectified, mask)}
+    terms = {"source": losses.heatmap_mse(source_out["heatmaps"], labels, weights)}
+    if extension.consistency is None:
+      terms["consistency"] = losses.consistency(student_maps, rectified, mask)
+    else:
+      terms["consistency"], consistency_terms = extension.consistency(student_maps)
+      terms.update(consistency_terms)
     loss = terms["source"] + c.consistency_weight * terms["consistency"]
+    if extension.extra is not None:
+      extra, extra_terms, batch_stats = extension.extra(params, batch_stats, student_maps)
+      loss += extra
+      terms.update(extra_terms)
     if c.feature_weight > 0:
       logits = lambda f: _discriminator(config).apply({"params": disc_params}, reverse_gradient(f))
       terms["bce_source"] = losses.bce_with_logits(logits(source_out["features"]), 0.0)
@@ -180,9 +204,11 @@ def train_step(config, state, source, target):
       step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
       teacher_params=teacher.ema_update(state.teacher_params, params, c.ema),
       teacher_batch_stats=teacher_updates["batch_stats"],
-      disc_params=optax.apply_updates(state.disc_params, disc_updates), opt_disc=opt_disc_state)
+      disc_params=optax.apply_updates(state.disc_params, disc_updates), opt_disc=opt_disc_state,
+      **extension.state_fields)
   return new_state, {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}, "lr": _schedule(config)(state.step),
-                     "mask_fraction": jnp.mean(mask), "source_pck": metrics.pck(source_pred, labels)[1]}
+                     "mask_fraction": jnp.mean(mask), "source_pck": metrics.pck(source_pred, labels)[1],
+                     **extension.metrics}
 
 
 def _train_forward(model, params, batch_stats, images):
