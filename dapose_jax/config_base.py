@@ -29,7 +29,7 @@ def augment(rotation, resize_pad=False, enabled=True):
 def domain(name, **fields):
   """One data set: ``name`` plus its own fields; ``resize_pad`` selects the test transform,
   ``keypoint_set`` is the one the data set declares and ``pairs`` makes each training sample a base/driving pair
-  (``sources.make_source``; only 'synthetic' has pairs so far).
+  (``sources.make_source``: the renderer and the video data sets with a pair index, ``data/pairs.py``).
 
   LSP gets tllib's fixed transform: tllib's LSP ignores the transform argument and only resizes and
   zero-pads to a square, also for target training.
@@ -99,8 +99,12 @@ def base_config():
   # the Reconstructor (models/reconstruction.py, FOMM's widths) trained with Adam on L1 + perceptual_weight * the
   # L1 between frozen AdaIN-encoder features (config.style's network). keypoints: "truth" (the source's labels)
   # or "predictor" (soft-argmax of the frozen pose network in the checkpoint folder predictor, a run's best).
-  # net: the network file (reconstruction.msgpack) it writes and the geometric method reads.
-  c.reconstruction = dict(net="", keypoints="truth", predictor="", warping_features=64, warping_max_features=1024,
+  # net: the network file (reconstruction.msgpack) it writes and the geometric method reads. driving: "pair" (the
+  # source's pairs: the renderer's or a data set's pair index) or "view" (a second random view of each image,
+  # driving_view's ranges; also the geometric method's driving image of a target without pairs).
+  c.reconstruction = dict(net="", keypoints="truth", predictor="", driving="pair",
+                          driving_view=dict(rotation=30.0, shear=0.0, translate=0.05, scale_min=0.9, scale_max=1.1,
+                                            color=0.0), warping_features=64, warping_max_features=1024,
                           warping_blocks=5, warping_scale=0.25, heatmap_variance=0.01, generator_features=64,
                           generator_max_features=512, generator_residual_blocks=6, steps=20_000, lr=2e-4,
                           batch_size=16, perceptual_weight=1.0, log_every=100, seed=0)
@@ -130,11 +134,8 @@ def base_config():
   c.daml = mean_teacher(feature_weight=0.1, pose_weight=0.3, teacher_style_prob=0.0)
   # Geometric reconstruction (methods/geometric.py): the mean teacher + integrated pseudo-labels (config.lifting) +
   # the reconstruction loss (config.reconstruction's generator). ablation: "baseline", "pseudo", "reconstruction"
-  # or "both" (the paper's Table A); generator: a trained network file, empty: pre-train one after stage 1;
-  # view: the second view of a target crop that is the driving image when config.target.pairs is False.
-  c.geometric = mean_teacher(ablation="both", pseudo3d_weight=1.0, reconstruction_weight=0.01, generator="",
-                             driving_view=dict(rotation=30.0, shear=0.0, translate=0.05, scale_min=0.9, scale_max=1.1,
-                                               color=0.0))
+  # or "both" (the paper's Table A); generator: a trained network file, empty: pre-train one after stage 1.
+  c.geometric = mean_teacher(ablation="both", pseudo3d_weight=1.0, reconstruction_weight=0.01, generator="")
   return c
 
 

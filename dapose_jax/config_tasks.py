@@ -8,7 +8,8 @@ UDAPE_EPOCHS = 30
 
 def task_config(source, target, rotation, variant, config_file, regda_epochs=30):
   """``source`` -> ``target``; ``variant``: '' (source-only ERM, 70 epochs), 'regda' (stage 1 + ``regda_epochs``
-  of stage 2), 'mean_teacher' / 'daml' (UDAPE's 40 stylised source-only epochs + 30 mean-teacher epochs)."""
+  of stage 2), 'mean_teacher' / 'daml' / 'geometric' (UDAPE's 40 stylised source-only epochs + 30 epochs of
+  stage 2)."""
   return _task(source, target, rotation, variants.parse(variant, config_file).method, regda_epochs)
 
 
@@ -17,9 +18,11 @@ def _task(source, target, rotation, method, regda_epochs=30):
   c.source = config_base.domain(source, data_dir="~/tensorflow_datasets")
   c.target = config_base.domain(target, data_dir="~/tensorflow_datasets")
   c.source.augment.rotation = c.target.augment.rotation = rotation
-  for section in (c.mean_teacher, c.daml):
+  for section in (c.mean_teacher, c.daml, c.geometric):
     section.view.rotation = 180.0 if c.source.keypoint_set == "hand21" else 60.0  # UDAPE: hands 180, others 60
-  epochs = {"regda": regda_epochs, "mean_teacher": UDAPE_EPOCHS, "daml": UDAPE_EPOCHS}.get(method)
+  c.reconstruction.driving = "view"  # the real sources have no pair index: the generator learns from two views
+  epochs = {"regda": regda_epochs, "mean_teacher": UDAPE_EPOCHS, "daml": UDAPE_EPOCHS,
+            "geometric": UDAPE_EPOCHS}.get(method)
   return variants.with_method(c, method, epochs)
 
 

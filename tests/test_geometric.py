@@ -11,6 +11,7 @@ import pytest
 
 from dapose_jax import errors, lifting, methods, parallel, style_net, train
 from dapose_jax.methods import geometric, mean_teacher, reconstruction
+from tests.test_configs import get_config
 from tests.test_method_contract import method_config
 from tests.test_parallel import random_batch
 
@@ -146,3 +147,21 @@ def test_a_tiny_run_trains_all_stages_and_logs_the_diagnostics(tmp_path):
   assert all(0 <= e[key] <= 100 for e in evaluations for key in ("accuracy_2d", "accuracy_3d", "overlap"))
   assert json.loads((tmp_path / "config.json").read_text())["geometric"]["generator"] == str(
       tmp_path / "reconstruction" / reconstruction.NET)
+
+
+@pytest.mark.parametrize("file", ["surreal_lsp.py", "surreal_h36m.py", "rhd_h3d.py", "freihand_rhd.py"])
+def test_the_task_configs_run_the_geometric_variant_with_two_view_generator_training(tmp_path, file):
+  config = get_config(file, "geometric")
+  stages = methods.get("geometric").stages(config, tmp_path)
+  assert [s.name for s in stages] == ["style", "pretrain", "reconstruction", "geometric"]
+  generator = stages[2].config
+  assert generator.reconstruction.driving == "view" and not generator.source.pairs and not stages[3].config.target.pairs
+  assert stages[3].config.epochs == 30 and stages[3].config.image_size == 256
+
+
+def test_an_animal_task_runs_the_reconstruction_ablation_but_cannot_lift(tmp_path):
+  config = get_config("synanimal_tigdog.py", "horse,geometric")
+  with pytest.raises(errors.ConfigError, match="lifts animal18 keypoints"):
+    methods.get("geometric").stages(config, tmp_path)
+  config.geometric.ablation = "reconstruction"
+  assert [s.name for s in methods.get("geometric").stages(config, tmp_path)][-2:] == ["reconstruction", "geometric"]

@@ -134,3 +134,26 @@ def test_a_bad_setting_is_one_config_error_before_anything_is_written(tmp_path, 
 
 def test_the_command_is_registered():
   assert cli.COMMANDS["reconstruction"][0] == "dapose_jax.reconstruction_training"
+
+
+def test_a_view_pair_moves_the_keypoints_with_the_image():
+  config = small_config()
+  config.reconstruction.driving_view.update(rotation=30.0, translate=0.1, scale_min=0.8, scale_max=1.2)
+  images = np.zeros((4, 32, 32, 3), np.uint8)
+  keypoints = np.tile(np.array([[10.0, 14.0]], np.float32), (4, 16, 1))
+  images[:, 13:16, 9:12] = 255  # a bright 3 x 3 square centred on the keypoint (10, 14)
+  batch = {"image": images, "keypoints": keypoints, "visible": np.ones((4, 16), np.float32)}
+  pair = jax.device_get(rm.view_pair(config, jax.random.key(5), batch))
+  np.testing.assert_array_equal(pair["base"]["image"], images)
+  for n in range(4):
+    driving = pair["driving"]["image"][n, ..., 0]
+    y, x = np.unravel_index(np.argmax(driving), driving.shape)
+    assert np.abs(pair["driving"]["keypoints"][n, 0] - (x, y)).max() <= 1.0  # the square's centre moved there
+  assert not np.allclose(pair["driving"]["keypoints"], keypoints)
+
+
+def test_a_source_without_pairs_trains_the_generator_on_two_views(tmp_path):
+  config = small_config(driving="view", steps=2, log_every=1)
+  path = reconstruction_training.train_generator(config, tmp_path)
+  assert path.is_file() and (tmp_path / rm.PICTURE).is_file() and not (tmp_path / "training").exists()
+  assert jax.tree.structure(rm.load(config, 16, path)) == jax.tree.structure(rm.template(config, 16))

@@ -1,6 +1,8 @@
 """Random-access data sources by name: each item is dict(image uint8 (H, W, 3), keypoints (K, 2), visible (K,)), or
-with ``pairs`` dict(base=item, driving=item) of two poses of the same figure (synthetic only; the training loop
-asks for pairs where the data config's ``pairs`` is set).
+with ``pairs`` dict(base=item, driving=item) of two poses of the same figure (the training loop asks for pairs
+where the data config's ``pairs`` is set): the renderer's two poses ('synthetic'), or two stored frames of one
+video sequence in the base's crop for the built data sets that have a pair index (``dapose_jax.data.pairs``:
+Human3.6M, SURREAL built from the raw release).
 
 Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
 embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
@@ -10,6 +12,7 @@ annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A bui
 raises ``CorruptSampleError`` naming the data set, the split and the index.
 """
 
+import dataclasses
 import pathlib
 
 from dapose_jax import errors, skeletons
@@ -42,12 +45,16 @@ def make_source(data_config, split, pairs=False):
     source = synthetic.SyntheticPose(
         style=data_config.style, split=split, num_samples=size,
         image_size=data_config.render_size, seed=data_config.seed, pairs=pairs)
-  elif pairs:
-    raise errors.ConfigError(f"pairs=True: data set {name!r} has no pair index yet (only 'synthetic' renders "
-                             "pairs); set its config's pairs=False (the geometric method then pairs two views of "
-                             "each image)")
   else:
+    from dapose_jax.data import pairs as dataset_pairs
+
+    if pairs and not dataset_pairs.has_index(name):
+      raise errors.ConfigError(f"pairs=True: data set {name!r} has no pair index yet (pairs come from 'synthetic' "
+                               f"and the video data sets {sorted(dataset_pairs.SEQUENCES)}); set its config's "
+                               "pairs=False (the geometric method then pairs two views of each image)")
     source = _built_source(_builder_class(name), name, data_config.data_dir, split)
+    if pairs:
+      source = dataset_pairs.PairedSplit(source, name)
   if data_config.keypoint_set != source.keypoint_set.name:
     raise errors.ConfigError(f"data set {name!r} stores {source.keypoint_set.name} keypoints, but its config says "
                      f"keypoint_set={data_config.keypoint_set!r}; leave keypoint_set as the config file sets it")
@@ -88,6 +95,15 @@ class BuiltSplit:
     if sample["image"] is None or not sample["image"].size:
       raise self._corrupt(index, "empty image")
     return sample
+
+  def without_images(self):
+    """The split's TFDS data source with every field decoded but the image, left as its JPEG bytes (TFDS's
+    ``SkipDecoding``): for reading metadata. Each record is still read from disk whole."""
+    if not len(self._data):
+      return self._data
+    import tensorflow_datasets as tfds
+
+    return dataclasses.replace(self._data, decoders={"image": tfds.decode.SkipDecoding()})
 
   def _corrupt(self, index, cause):
     return CorruptSampleError(f"{self._where} sample {index} cannot be decoded ({cause}); {self._rebuild} (a build "

@@ -16,13 +16,13 @@ stage 2, the mean teacher's step (``mean_teacher.train_step``) with two changes 
   |M2D n M3D| / |M2D u M3D| is below ``config.lifting.overlap_threshold``, and M2D u M3D for both from the first
   step it reaches it on (``State.union``, kept for the rest of the run).
 - Reconstruction ("reconstruction", "both"): a base/driving pair of each target crop: the target's own pair when
-  ``config.target.pairs`` (the renderer's two poses), else a second random view of the base crop (``views``' affine
-  at ``config.geometric.driving_view``, no colour jitter: "two views of the same image"). Base keypoints: the soft-argmax
-  (``methods.reconstruction.heatmap_keypoints``) of S, the student's prediction warped back to the base frame;
-  driving keypoints: the soft-argmax of the student's train-mode prediction of the driving image. The frozen
-  generator (eval mode) reconstructs the driving image from the base image and both; ``reconstruction_weight`` x
-  its loss (``methods.reconstruction.loss_terms``: L1 + perceptual) is added, its gradient reaching the pose network
-  through the keypoints only.
+  ``config.target.pairs`` (the renderer's two poses, a video data set's two frames), else a random view of the base
+  crop (``reconstruction.view_pair``, ``config.reconstruction.driving_view``: "two views of the same image"). Base
+  keypoints: the soft-argmax (``methods.reconstruction.heatmap_keypoints``) of S, the student's prediction warped
+  back to the base frame; driving keypoints: the soft-argmax of the student's train-mode prediction of the driving
+  image. The frozen generator (eval mode) reconstructs the driving image from the base image and both;
+  ``reconstruction_weight`` x its loss (``methods.reconstruction.loss_terms``: L1 + perceptual) is added, its
+  gradient reaching the pose network through the keypoints only.
 "baseline" is the mean teacher with this method's stages (bit-identical to ``mean_teacher`` when tau2d < 0).
 
 The lifter is trained when a stage-2 run starts (``load_pretrained``) on the first ``config.lifting.poses`` source
@@ -38,7 +38,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import errors, inputs, keypoints, lifting, losses, skeletons, views
+from dapose_jax import errors, inputs, keypoints, lifting, losses, skeletons
 from dapose_jax.data import sources
 from dapose_jax.methods import base, mean_teacher, reconstruction
 
@@ -207,14 +207,11 @@ def _extension(config, state, driving, context):
 
 
 def driving_images(config, state, target):
-  """(base batch, driving float images): the target's pair, or a second view of its base crop."""
+  """(base batch, driving float images): the target's pair, or a random view of its base crop."""
   if config.target.pairs:
     return target["base"], target["driving"]["image"].astype(jnp.float32)
-  base_images = target["image"].astype(jnp.float32)
-  key = jax.random.fold_in(jax.random.key(config.seed + 1), state.step)
-  matrices = views.sample_matrices(key, base_images.shape[0], config.image_size,
-                                   views.ViewParams(**settings(config).driving_view))
-  return target, views.to_view(base_images, matrices)
+  pair = reconstruction.view_pair(config, reconstruction.driving_key(config, state.step), target)
+  return target, pair["driving"]["image"]
 
 
 def train_step(config, state, source, target):

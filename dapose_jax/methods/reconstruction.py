@@ -2,9 +2,11 @@
 a method of the training loop (``config.method = "reconstruction"``, settings ``config.reconstruction``).
 
 Definitions:
-- Data: ``config.source``'s training split as base/driving pairs (``pairs=True``), both images of a pair augmented
-  by the same draws of the source's host transform (``pipeline.train_iterator(pairs=True)``); no device
-  augmentation. The target batches the loop draws are not used.
+- Data: ``driving="pair"``: ``config.source``'s training split as base/driving pairs (``pairs=True``: the renderer's
+  or a data set's pair index), both images of a pair augmented by the same draws of the source's host transform
+  (``pipeline.train_iterator(pairs=True)``); ``"view"``: each training image and a random view of it (``view_pair``:
+  an affine at ``driving_view``'s ranges, drawn on the device per step). No device augmentation. The target
+  batches the loop draws are not used.
 - Keypoints, normalised (``models.reconstruction.pixels_to_normalised``): ``keypoints="truth"``, the labels, as
   image pixel x / image size; ``"predictor"``, the frozen pose network of the checkpoint folder ``predictor``
   (a run's ``best``, e.g. RUN/pretrain/best), eval mode, through ``keypoints.soft_argmax(relative=True)`` at
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dapose_jax import checkpoints, drawing, errors, keypoints, skeletons, style_net, workdirs
+from dapose_jax import checkpoints, drawing, errors, keypoints, skeletons, style_net, views, workdirs
 from dapose_jax.data import pipeline, sources, transforms
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose, reconstruction, style
@@ -43,6 +45,7 @@ log = logging.getLogger("dapose_jax")
 NET = "reconstruction.msgpack"
 PICTURE = "reconstruction.png"
 KEYPOINT_SOURCES = ("truth", "predictor")
+DRIVING = ("pair", "view")
 PICTURE_ROWS = 4
 
 
@@ -61,6 +64,8 @@ def check(config):
   r = config.reconstruction
   if r.keypoints not in KEYPOINT_SOURCES:
     raise errors.ConfigError(f"config.reconstruction.keypoints={r.keypoints!r}: expected one of {KEYPOINT_SOURCES}")
+  if r.driving not in DRIVING:
+    raise errors.ConfigError(f"config.reconstruction.driving={r.driving!r}: expected one of {DRIVING}")
   for key in ("steps", "batch_size", "log_every", "warping_features", "warping_blocks", "generator_features"):
     if not (isinstance(r[key], int) and r[key] > 0):
       raise errors.ConfigError(f"config.reconstruction.{key}={r[key]!r}: expected a positive whole number")
@@ -153,6 +158,23 @@ def images01(images):
   return images.astype(jnp.float32) / 255.0
 
 
+def view_pair(config, key, batch):
+  """{"base": batch, "driving": the batch under a random view} (``views`` at ``config.reconstruction.driving_view``,
+  bilinear): the driving image of a data set without pairs; keypoints moved by the view, visible only inside it."""
+  matrices = views.sample_matrices(key, batch["image"].shape[0], config.image_size,
+                                   views.ViewParams(**config.reconstruction.driving_view))
+  moved = views.transform_points(matrices, batch["keypoints"])
+  inside = jnp.all((moved >= 0) & (moved <= config.image_size - 1), axis=-1)
+  driving = {"image": views.to_view(batch["image"].astype(jnp.float32), matrices, order=1), "keypoints": moved,
+             "visible": batch["visible"] * inside}
+  return {"base": batch, "driving": driving}
+
+
+def driving_key(config, step):
+  """The key of step ``step``'s random views (``view_pair``)."""
+  return jax.random.fold_in(jax.random.key(config.seed + 1), step)
+
+
 def configure(config):
   """The generator's run: ``config.reconstruction``'s batch, seed, steps and log interval, source pairs without
   device augmentation, no evaluators; every setting checked."""
@@ -163,7 +185,7 @@ def configure(config):
                              "the 'best' folder of a trained run (e.g. RUN/pretrain/best)")
   config = base.updated(config, method="reconstruction", batch_size=r.batch_size, seed=r.seed, epochs=1,
                         iters_per_epoch=r.steps, log_every=r.log_every, select_on="",
-                        source={"pairs": True, "augment": {"on_device": False}})
+                        source={"pairs": r.driving == "pair", "augment": {"on_device": False}})
   config.evals = {}
   return config
 
@@ -217,8 +239,9 @@ def pair_loss(config, params, state, pair):
 
 def train_step(config, state, source, target):
   del target
+  pair = source if config.source.pairs else view_pair(config, driving_key(config, state.step), source)
   (value, (terms, batch_stats)), grads = jax.value_and_grad(
-      functools.partial(pair_loss, config, state=state, pair=source), has_aux=True)(state.params)
+      functools.partial(pair_loss, config, state=state, pair=pair), has_aux=True)(state.params)
   updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                        batch_stats=batch_stats, opt_state=opt_state), {"loss": value, **terms}
@@ -248,9 +271,12 @@ def finish(config, state, workdir):
   path = pathlib.Path(config.reconstruction.net)
   variables = jax.device_get(variables_of(state))
   if jax.process_index() == 0:
-    source = sources.make_source(config.source, "train", pairs=True)
+    source = sources.make_source(config.source, "train", pairs=config.source.pairs)
     shown = next(pipeline.train_iterator(source, batch_size=PICTURE_ROWS, image_size=config.image_size,
-                                         augment=config.source.augment, seed=config.seed, pairs=True))
+                                         augment=config.source.augment, seed=config.seed, pairs=config.source.pairs))
+    if not config.source.pairs:
+      shown = jax.device_get(view_pair(config, driving_key(config, 0), shown))
+      shown["driving"]["image"] = np.clip(np.round(shown["driving"]["image"]), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     drawing.save_png(path.parent / PICTURE, picture(config, variables, jax.device_get(state), shown))
     workdirs.write_atomic(path, flax.serialization.to_bytes(variables))
