@@ -58,7 +58,8 @@ def demo(size=""):
            iters_per_epoch=40, log_every=20)
     c.eval_batch_size = 64
     c.eval_pictures = 0
-    c.geometric.update(pretrain_epochs=2)
+    c.geometric.update(pretrain_epochs=5)  # 200 stage-1 steps: a stage 1 that finds some keypoints
+    c.geometric.pretrain.lr_milestones = (5,)
     c.reconstruction.update(warping_blocks=4, steps=150, log_every=25)
     c.lifting.update(poses=2000, steps=500)
     c.target.pairs = True  # the renderer's pairs are the target's driving images

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import errors, lifting, methods, parallel, style_net, train
+from dapose_jax import errors, methods, parallel, style_net, train
 from dapose_jax.methods import geometric, mean_teacher, reconstruction
 from tests.test_configs import get_config
 from tests.test_method_contract import method_config
@@ -131,7 +131,8 @@ def test_a_keypoint_set_without_a_kinematic_root_cannot_lift():
 
 def test_a_tiny_run_trains_all_stages_and_logs_the_diagnostics(tmp_path):
   config = geometric_config(pretrain_epochs=1)
-  config.epochs = 2  # stage 2: one epoch
+  config.geometric.pretrain.stylise_prob = 0.5  # stage 1 stylises: the style network is trained first
+  config.epochs = 2
   config.reconstruction.steps = 2
   config.target.pairs = True
   config.evals.target_labels = dict(type="pseudo_labels", domain="target", split="train", count=8)
@@ -145,8 +146,13 @@ def test_a_tiny_run_trains_all_stages_and_logs_the_diagnostics(tmp_path):
   evaluations = [r["target_labels"] for r in records if r["kind"] == "eval"]
   assert len(evaluations) == 2 and np.isnan(evaluations[0]["wrong_twice"]) and 0 <= evaluations[1]["wrong_twice"] <= 100
   assert all(0 <= e[key] <= 100 for e in evaluations for key in ("accuracy_2d", "accuracy_3d", "overlap"))
-  assert json.loads((tmp_path / "config.json").read_text())["geometric"]["generator"] == str(
-      tmp_path / "reconstruction" / reconstruction.NET)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["geometric"]["generator"] == str(tmp_path / "reconstruction" / reconstruction.NET)
+  assert saved["geometric"]["pretrained"] == str(tmp_path / "pretrain" / "best")
+  assert saved["style"]["net"] == str(tmp_path / "style" / "style_net.msgpack")
+  assert saved["target"]["augment"]["rotation"] == 0.0  # the mean teacher's views are drawn in the step
+  assert (tmp_path / "pretrain" / "results.json").is_file() and not (tmp_path / "reconstruction" / "training").exists()
+  assert results["steps"] == config.epochs * config.iters_per_epoch
 
 
 @pytest.mark.parametrize("file", ["surreal_lsp.py", "surreal_h36m.py", "rhd_h3d.py", "freihand_rhd.py"])

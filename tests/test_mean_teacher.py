@@ -1,5 +1,4 @@
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +7,7 @@ import orbax.checkpoint as ocp
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base, train
+from dapose_jax import config_base
 from dapose_jax.data import transforms
 from dapose_jax.methods import common, mean_teacher, source_only
 from dapose_jax.models import pose, style
@@ -155,18 +154,3 @@ def test_stylisation_is_all_or_nothing_per_batch_and_clipped():
   low, high = -transforms.IMAGENET_MEAN / transforms.IMAGENET_STD, (
       1 - transforms.IMAGENET_MEAN) / transforms.IMAGENET_STD
   assert bool(jnp.all((stylised >= low - 1e-6) & (stylised <= high + 1e-6)))
-
-
-def test_daml_runs_end_to_end_with_style_training_and_stage_one(tmp_path):
-  config = tiny_config()
-  config.method = "daml"
-  config.daml.pretrain_epochs = 1
-  _, results = train.run(config, tmp_path)
-  assert (tmp_path / "style" / "style_net.msgpack").is_file()
-  assert (tmp_path / "pretrain" / "results.json").is_file()
-  saved = json.loads((tmp_path / "config.json").read_text())
-  assert saved["style"]["net"] == str(tmp_path / "style" / "style_net.msgpack")
-  assert saved["daml"]["pretrained"] == str(tmp_path / "pretrain" / "best")
-  assert saved["target"]["augment"]["rotation"] == 0.0  # the views are drawn in the step
-  assert results["method"] == "daml" and results["steps"] == config.epochs * config.iters_per_epoch
-  assert 0.0 <= results["final"]["target"]["all"] <= 100.0
