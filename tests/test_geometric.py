@@ -149,7 +149,8 @@ def test_a_tiny_run_trains_all_stages_and_logs_the_diagnostics(tmp_path):
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["geometric"]["generator"] == str(tmp_path / "reconstruction" / reconstruction.NET)
   assert saved["geometric"]["pretrained"] == str(tmp_path / "pretrain" / "best")
-  assert saved["style"]["net"] == str(tmp_path / "style" / "style_net.msgpack")
+  stage_one = json.loads((tmp_path / "pretrain" / "config.json").read_text())
+  assert stage_one["style"]["net"] == str(tmp_path / "style" / "style_net.msgpack") and "style" not in saved
   assert saved["target"]["augment"]["rotation"] == 0.0  # the mean teacher's views are drawn in the step
   assert (tmp_path / "pretrain" / "results.json").is_file() and not (tmp_path / "reconstruction" / "training").exists()
   assert results["steps"] == config.epochs * config.iters_per_epoch
