@@ -101,8 +101,9 @@ def base_config():
   # or "predictor" (soft-argmax of the frozen pose network in the checkpoint folder predictor, a run's best).
   # net: the network file (reconstruction.msgpack) it writes and the geometric method reads. driving: "pair" (the
   # source's pairs: the renderer's or a data set's pair index) or "view" (a second random view of each image,
-  # driving_view's ranges; also the geometric method's driving image of a target without pairs).
-  c.reconstruction = dict(net="", keypoints="truth", predictor="", driving="pair",
+  # driving_view's ranges; also the geometric method's driving image of a target without pairs). domains: the
+  # training images it learns from, ("source",) or ("source", "target") (the target with keypoints="predictor").
+  c.reconstruction = dict(net="", keypoints="truth", predictor="", driving="pair", domains=("source",),
                           driving_view=dict(rotation=30.0, shear=0.0, translate=0.05, scale_min=0.9, scale_max=1.1,
                                             color=0.0), warping_features=64, warping_max_features=1024,
                           warping_blocks=5, warping_scale=0.25, heatmap_variance=0.01, generator_features=64,

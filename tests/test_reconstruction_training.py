@@ -1,6 +1,8 @@
 """Generator pre-training (the method ``reconstruction``) and the pair pipeline: one augmentation per pair, the loss
 by hand, a tiny run that lowers the loss, the saved network and picture, the command's config errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,6 +126,8 @@ def test_an_existing_network_is_reused(trained):
     (dict(keypoints="oracle"), r"config.reconstruction.keypoints='oracle': expected one of \('truth', 'predictor'\)"),
     (dict(keypoints="predictor"), "config.reconstruction.keypoints='predictor' needs config.reconstruction.predictor"),
     (dict(steps=0), "config.reconstruction.steps=0: expected a positive whole number"),
+    (dict(domains=("target",)), "config.reconstruction.domains includes 'target' with keypoints='truth'"),
+    (dict(domains=("source", "source")), "config.reconstruction.domains=\\('source', 'source'\\): expected"),
     (dict(warping_blocks=4), "config.reconstruction.warping_blocks=4: image_size 32 x warping_scale 0.25"),
 ])
 def test_a_bad_setting_is_one_config_error_before_anything_is_written(tmp_path, overrides, message):
@@ -157,3 +161,17 @@ def test_a_source_without_pairs_trains_the_generator_on_two_views(tmp_path):
   path = reconstruction_training.train_generator(config, tmp_path)
   assert path.is_file() and (tmp_path / rm.PICTURE).is_file() and not (tmp_path / "training").exists()
   assert jax.tree.structure(rm.load(config, 16, path)) == jax.tree.structure(rm.template(config, 16))
+
+
+def test_the_loss_over_source_and_target_is_the_mean_of_their_pair_losses(encoder):
+  config = rm.configure(small_config(keypoints="predictor", predictor="/unused/best", domains=("source", "target")))
+  assert config.source.pairs and config.target.pairs
+  state = rm.init(config, None).replace(encoder=encoder)
+  source, target = first_pair_batch(config, 4), first_pair_batch(config, 4)
+  target = jax.tree.map(lambda x: x[::-1], target)  # another batch
+  value, (terms, batch_stats) = jax.jit(functools.partial(rm.domains_loss, config))(
+      state.params, state, [source, target])
+  first, (first_terms, stats) = rm.pair_loss(config, state.params, state, source)
+  second, (second_terms, _) = rm.pair_loss(config, state.params, state.replace(batch_stats=stats), target)
+  np.testing.assert_allclose(float(value), (float(first) + float(second)) / 2, rtol=1e-5)
+  np.testing.assert_allclose(float(terms["l1"]), (float(first_terms["l1"]) + float(second_terms["l1"])) / 2, rtol=1e-5)

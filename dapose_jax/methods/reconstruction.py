@@ -5,8 +5,9 @@ Definitions:
 - Data: ``driving="pair"``: ``config.source``'s training split as base/driving pairs (``pairs=True``: the renderer's
   or a data set's pair index), both images of a pair augmented by the same draws of the source's host transform
   (``pipeline.train_iterator(pairs=True)``); ``"view"``: each training image and a random view of it (``view_pair``:
-  an affine at ``driving_view``'s ranges, drawn on the device per step). No device augmentation. The target
-  batches the loop draws are not used.
+  an affine at ``driving_view``'s ranges, drawn on the device per step). No device augmentation. ``domains``:
+  the domains whose training images it learns from, ("source",) or ("source", "target") (the target needs
+  keypoints="predictor": its labels are not for training); the loss is the mean over the domains' batches.
 - Keypoints, normalised (``models.reconstruction.pixels_to_normalised``): ``keypoints="truth"``, the labels, as
   image pixel x / image size; ``"predictor"``, the frozen pose network of the checkpoint folder ``predictor``
   (a run's ``best``, e.g. RUN/pretrain/best), eval mode, through ``keypoints.soft_argmax(relative=True)`` at
@@ -66,6 +67,12 @@ def check(config):
     raise errors.ConfigError(f"config.reconstruction.keypoints={r.keypoints!r}: expected one of {KEYPOINT_SOURCES}")
   if r.driving not in DRIVING:
     raise errors.ConfigError(f"config.reconstruction.driving={r.driving!r}: expected one of {DRIVING}")
+  if not r.domains or set(r.domains) - {"source", "target"} or len(set(r.domains)) != len(r.domains):
+    raise errors.ConfigError(f"config.reconstruction.domains={tuple(r.domains)!r}: expected 'source', 'target' or "
+                             "both, each once")
+  if "target" in r.domains and r.keypoints == "truth":
+    raise errors.ConfigError("config.reconstruction.domains includes 'target' with keypoints='truth': the target's "
+                             "labels are not for training; use keypoints='predictor' or domains=('source',)")
   for key in ("steps", "batch_size", "log_every", "warping_features", "warping_blocks", "generator_features"):
     if not (isinstance(r[key], int) and r[key] > 0):
       raise errors.ConfigError(f"config.reconstruction.{key}={r[key]!r}: expected a positive whole number")
@@ -185,7 +192,8 @@ def configure(config):
                              "the 'best' folder of a trained run (e.g. RUN/pretrain/best)")
   config = base.updated(config, method="reconstruction", batch_size=r.batch_size, seed=r.seed, epochs=1,
                         iters_per_epoch=r.steps, log_every=r.log_every, select_on="",
-                        source={"pairs": r.driving == "pair", "augment": {"on_device": False}})
+                        **{domain: {"pairs": r.driving == "pair", "augment": {"on_device": False}}
+                           for domain in r.domains})
   config.evals = {}
   return config
 
@@ -237,11 +245,24 @@ def pair_loss(config, params, state, pair):
   return value, (terms, updates["batch_stats"])
 
 
+def domains_loss(config, params, state, pairs):
+  """``pair_loss`` averaged over the pair batches of the domains, BatchNorm statistics updated by each in turn."""
+  total, summed = 0.0, {}
+  for pair in pairs:
+    value, (terms, batch_stats) = pair_loss(config, params, state, pair)
+    state = state.replace(batch_stats=batch_stats)
+    total += value
+    summed = {name: summed.get(name, 0.0) + term for name, term in terms.items()}
+  return total / len(pairs), ({name: term / len(pairs) for name, term in summed.items()}, state.batch_stats)
+
+
 def train_step(config, state, source, target):
-  del target
-  pair = source if config.source.pairs else view_pair(config, driving_key(config, state.step), source)
+  batches = {"source": source, "target": target}
+  key = driving_key(config, state.step)
+  pairs = [batches[domain] if config[domain].pairs else view_pair(config, jax.random.fold_in(key, i), batches[domain])
+           for i, domain in enumerate(config.reconstruction.domains)]
   (value, (terms, batch_stats)), grads = jax.value_and_grad(
-      functools.partial(pair_loss, config, state=state, pair=pair), has_aux=True)(state.params)
+      functools.partial(domains_loss, config, state=state, pairs=pairs), has_aux=True)(state.params)
   updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                        batch_stats=batch_stats, opt_state=opt_state), {"loss": value, **terms}
