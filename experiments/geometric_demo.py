@@ -97,8 +97,10 @@ def main():
   (args.out / "table_a.json").write_text(json.dumps({"seeds": args.seeds, "table": table}, indent=2) + "\n")
   lines = [f"| row (seeds {', '.join(map(str, args.seeds))}) | target PCK@0.05 all | pseudo-labels correct (used) | "
            "2D | 3D | M2D/M3D overlap | wrong twice |", "|---|---|---|---|---|---|---|"]
-  lines += [f"| {row} | {t['pck'][0]:.1f} ± {t['pck'][1]:.1f} | " + " | ".join(f"{t[k]:.1f}" for k in KEYS) + " |"
-            for row, t in table.items()]
+  shown = lambda row, key, value: "–" if key in ("accuracy_3d", "overlap") and row in ("baseline", "reconstruction") \
+      else f"{value:.1f}"  # rows without 3D pseudo-labels
+  lines += [f"| {row} | {t['pck'][0]:.1f} ± {t['pck'][1]:.1f} | " + " | ".join(shown(row, k, t[k]) for k in KEYS)
+            + " |" for row, t in table.items()]
   (args.out / "table_a.md").write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
   if args.picture:
