@@ -9,11 +9,10 @@ import socket
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
-from dapose_jax import train
+from dapose_jax import evaluate, inference, parallel, train
 from tests.test_train import finished_run, tiny_config, without_rates  # noqa: F401  (finished_run: a fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -33,7 +32,9 @@ def free_port():
 
 def launch(workdir, processes, devices_per_process):
   """Runs the train command in ``processes`` processes of ``devices_per_process`` CPU devices; their stderr."""
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+  other_flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]  # e.g. an ISA cap
+  env = {**os.environ, "XLA_FLAGS": " ".join([f"--xla_force_host_platform_device_count={devices_per_process}",
+                                              *other_flags]),
          "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}  # as tests/conftest.py sets them
   command = [sys.executable, "-m", "dapose_jax.main", *TINY, f"--workdir={workdir}"]
   if processes > 1:
@@ -50,21 +51,48 @@ def records(workdir):
   return without_rates(map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()))
 
 
-def assert_same_records(got, expected):
-  """The same records and the same evaluations; the same first loss (the same batch and initial state: to
-  1e-7 relative, as the mean over 4 devices rounds differently in 1 and 2 processes), then
-  losses that drift apart a little: gloo's cross-process sums round in another order than one process's, and
-  Adam's normalisation enlarges the difference of tiny gradients (2 x 2 vs 1 x 4 devices: 2e-7 relative at step
-  2, 3e-3 at step 6, as much as one process of 4, 2 or 1 devices spreads: 0.018735, 0.018724, 0.018653; a
-  batch's ``source_pck`` then differs by a keypoint)."""
+def assert_same_training(got, expected):
+  """The same records, the same first loss and losses that drift apart only as far as float32 rounding takes them.
+
+  The first loss is the same batch through the same initial state: equal to 1e-7 relative (the mean over 4 devices
+  rounds differently in 1 and 2 processes). Later losses drift: gloo's cross-process sums add in another order than
+  one process's, and Adam's normalisation enlarges the difference of tiny gradients. Measured at step 6 (losses
+  0.018574, 0.018652, 0.018637 for one process of 4, 2 and 1 devices; 0.018529 for 2 x 2): a spread of 0.4%, hence
+  rtol 1e-2. The parameters drift far more (their distance from one process of 4 devices at step 6 is 0.71 of the
+  distance they moved for 1 x 2 and 2 x 2, 0.41 for 1 x 1), so the evaluations after step 1 are not compared across
+  set-ups (a target group's PCK moved from 11.4 to 4.8): ``evaluations_are_of_the_checkpoints`` checks them exactly."""
   assert [(r["step"], r["kind"], sorted(r)) for r in got] == [(r["step"], r["kind"], sorted(r)) for r in expected]
   np.testing.assert_allclose(got[0]["loss"], expected[0]["loss"], rtol=1e-6)
   for g, e in zip(got, expected):
     if g["kind"] == "train":
       np.testing.assert_allclose(g["loss"], e["loss"], rtol=1e-2)
       assert g["lr"] == e["lr"]
-    else:
-      assert g == e
+
+
+def evaluations_are_of_the_checkpoints(workdir):
+  """The evaluations a run wrote (metrics.jsonl, results.json) are those of its checkpoints, evaluated again here in
+  one process of 4 devices: exactly, as the same parameters give the same predictions on any device layout."""
+  mesh = parallel.make_mesh()
+  config = inference.recorded_config(workdir / "config.json")
+  written = {r["step"]: {k: v for k, v in r.items() if k not in ("step", "kind")}
+             for r in records(workdir) if r["kind"] == "eval"}
+  for step, tables in written.items():
+    model = inference.load(config, workdir / "checkpoints" / str(step), mesh)
+    results, _ = evaluate.evaluate(model, mesh, config.evals.to_dict())
+    assert json.loads(json.dumps(results)) == tables, f"step {step}"
+  results = json.loads((workdir / "results.json").read_text())
+  final = max(written)
+  assert results["final"] == {"step": final, **written[final]}
+  best = max(written, key=lambda step: written[step]["target"]["all"])  # config.select_on: the first maximum
+  assert results["best"] == {"step": best, **written[best]}
+
+
+def same_summary(got, expected):
+  """results.json of two runs of one config: the same keys and method, steps and metric."""
+  got, expected = (json.loads((w / "results.json").read_text()) for w in (got, expected))
+  assert {k: v for k, v in got.items() if k not in ("final", "best")} == {
+      k: v for k, v in expected.items() if k not in ("final", "best")}
+  assert got["final"]["step"] == expected["final"]["step"]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +105,9 @@ def test_two_processes_of_two_devices_train_and_evaluate_as_one_process_of_four(
   one, _, _ = finished_run
   two, errors = two_process_run
   assert "JAX devices: 4 (2 local), process 1 of 2" in errors[1]
-  assert json.loads((two / "results.json").read_text()) == json.loads((one / "results.json").read_text())
-  assert_same_records(records(two), records(one))  # each record once: only process 0 writes metrics
+  assert_same_training(records(two), records(one))  # each record once: only process 0 writes metrics
+  evaluations_are_of_the_checkpoints(two)
+  same_summary(two, one)
   assert len(list((two / "tensorboard").iterdir())) == 1
   assert not (two / "run.lock").exists()
 
@@ -99,20 +128,22 @@ def test_a_checkpoint_of_two_processes_resumes_in_one_and_the_reverse(finished_r
     # position were restored exactly (the next batch's loss differs by 1e-2)
     step4 = lambda rs: next(r["loss"] for r in rs if r["step"] == 4 and r["kind"] == "train")
     np.testing.assert_allclose(step4(got), step4(expected), rtol=1e-6)
-    assert_same_records(got, records(one))
-    assert json.loads((tmp_path / resumed / "results.json").read_text()) == json.loads((one / "results.json").read_text())
+    assert [r for r in got if r["step"] <= 3] == [r for r in expected if r["step"] <= 3]
+    assert_same_training(got, expected)
+    evaluations_are_of_the_checkpoints(tmp_path / resumed)
+    same_summary(tmp_path / resumed, one)
 
 
-def test_resuming_on_another_device_count_warns_and_differs_only_in_the_last_digits(finished_run, tmp_path):
+def test_resuming_on_another_device_count_warns_and_drifts_only_as_float32_rounding_does(finished_run, tmp_path):
   one, _, _ = finished_run
   resumed = tmp_path / "resumed"
   shutil.copytree(one, resumed)
   shutil.rmtree(resumed / "checkpoints" / "6")
+  (resumed / "results.json").unlink()
   [error] = launch(resumed, processes=1, devices_per_process=2)
   assert "step 3 was trained on 4 devices and continues on 2" in error
-  expected = json.loads((one / "results.json").read_text())["final"]
-  got = json.loads((resumed / "results.json").read_text())["final"]
-  assert got["step"] == 6
-  for split in ("target", "source"):
-    np.testing.assert_allclose([got[split][k] for k in sorted(got[split])],
-                               [expected[split][k] for k in sorted(expected[split])], atol=1e-3)
+  got = records(resumed)
+  assert [r for r in got if r["step"] <= 3] == [r for r in records(one) if r["step"] <= 3]
+  assert_same_training(got, records(one))
+  results = json.loads((resumed / "results.json").read_text())
+  assert results["final"] == {"step": 6, **{k: v for k, v in got[-1].items() if k not in ("step", "kind")}}

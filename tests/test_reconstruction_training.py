@@ -149,10 +149,13 @@ def test_a_view_pair_moves_the_keypoints_with_the_image():
   batch = {"image": images, "keypoints": keypoints, "visible": np.ones((4, 16), np.float32)}
   pair = jax.device_get(rm.view_pair(config, jax.random.key(5), batch))
   np.testing.assert_array_equal(pair["base"]["image"], images)
+  ys, xs = np.mgrid[:32, :32]
   for n in range(4):
-    driving = pair["driving"]["image"][n, ..., 0]
-    y, x = np.unravel_index(np.argmax(driving), driving.shape)
-    assert np.abs(pair["driving"]["keypoints"][n, 0] - (x, y)).max() <= 1.0  # the square's centre moved there
+    # the brightness centroid of the warped square, not its argmax: the warped pixels tie or nearly tie, and an
+    # argmax lands up to 1.3 px away (keys 5-11); the centroid is 0.05 px from the moved keypoint at most there
+    driving = pair["driving"]["image"][n, ..., 0].astype(np.float64)
+    centroid = np.array([(driving * xs).sum(), (driving * ys).sum()]) / driving.sum()
+    np.testing.assert_allclose(pair["driving"]["keypoints"][n, 0], centroid, atol=0.1)
   assert not np.allclose(pair["driving"]["keypoints"], keypoints)
 
 
