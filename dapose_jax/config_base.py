@@ -44,6 +44,39 @@ def domain(name, **fields):
   return ConfigDict(dict(name=name, keypoint_set=keypoint_set, resize_pad=False, augment=augment(30.0), **fields))
 
 
+# A file key that a task config leaves for the user to name (config.model.init, config.style.encoder): a run
+# stops before writing anything until it names the file, or "none" (random weights on purpose; "" is the same).
+REQUIRED = "required"
+NONE = "none"
+# torchvision's ImageNet weights (IMAGENET1K_V1, what ``models.resnetN(pretrained=True)`` downloads in the references)
+TORCHVISION_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
+                     "resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+ADAIN_ENCODER = "vgg_normalised.pth"
+
+
+def named_file(value):
+  """The path a file key names, "" for none ("" or "none")."""
+  return "" if value in ("", NONE) else value
+
+
+def check_named_files(recorded):
+  """One line for the first file key of ``recorded`` (a run's recorded config) left at ``REQUIRED``."""
+  for key, value in leaves(recorded):
+    if value != REQUIRED:
+      continue
+    if key == "config.model.init":
+      name = TORCHVISION_FILES.get(recorded["model"]["backbone"], "the torchvision ImageNet file of the backbone")
+      what = (f"the references start {recorded['model']['backbone']} from torchvision's ImageNet weights: download "
+              f"{name} ({TORCHVISION_URL}{name}) and pass --config.model.init=PATH/{name}")
+    elif key == "config.style.encoder":
+      what = (f"the references' AdaIN network uses the released VGG encoder {ADAIN_ENCODER} (pytorch-AdaIN's "
+              f"release, UDAPE's adain/pretrain/{ADAIN_ENCODER}): pass --config.style.encoder=PATH/{ADAIN_ENCODER}")
+    else:
+      what = f"pass --{key[len('config.'):]}=PATH"
+    raise errors.ConfigError(f"{key} is required: {what}, or {key}={NONE} to start from random weights on purpose")
+
+
 def pck_eval(domain, split="test"):
   """PCK@0.05 per keypoint group of ``config[domain]``'s ``split``, aggregated over the split as tllib's
   ``validate`` does (``aggregation="udape"``: per keypoint first, as UDAPE and DAML do)."""
@@ -54,7 +87,9 @@ def base_config():
   c = ConfigDict()
   c.method = "source_only"
   c.seed = 0
-  c.model = dict(backbone="resnet101", upsampling_features=256, dtype="float32")
+  # init: the backbone's starting weights, a torchvision ResNet state dict (.pth, .safetensors or .npz; e.g.
+  # resnet101-63fe2227.pth) loaded at a run's first stage (source-only, each method's stage 1); "" or "none": random
+  c.model = dict(backbone="resnet101", upsampling_features=256, dtype="float32", init="")
   c.image_size = 256
   c.heatmap_size = 64
   c.sigma = 2.0

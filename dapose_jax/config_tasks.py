@@ -20,6 +20,7 @@ def _task(source, target, rotation, method, regda_epochs=30):
   c.source.augment.rotation = c.target.augment.rotation = rotation
   for section in (c.mean_teacher, c.daml, c.geometric):
     section.view.rotation = 180.0 if c.source.keypoint_set == "hand21" else 60.0  # UDAPE: hands 180, others 60
+  c.model.init = c.style.encoder = config_base.REQUIRED  # as the references run: ImageNet ResNet, released VGG
   c.reconstruction.driving = "view"  # the real sources have no pair index: the generator learns from two views
   epochs = {"regda": regda_epochs, "mean_teacher": UDAPE_EPOCHS, "daml": UDAPE_EPOCHS,
             "geometric": UDAPE_EPOCHS}.get(method)

@@ -15,7 +15,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import checkpoints, errors, workdirs
+from dapose_jax import checkpoints, config_base, errors, weights, workdirs
 from dapose_jax.models import style
 
 STYLE_NET = "style_net.msgpack"
@@ -31,7 +31,8 @@ def initial_params(style_config):
 
 
 def check_released(style_config):
-  if (style_config.encoder or style_config.decoder) and (style_config.width, style_config.depth) != (1.0, 4):
+  released = config_base.named_file(style_config.encoder) or style_config.decoder
+  if released and (style_config.width, style_config.depth) != (1.0, 4):
     raise errors.ConfigError(f"released style weights are full width and depth; config.style.width is "
                      f"{style_config.width}, config.style.depth {style_config.depth}: set them to 1.0 and 4 or "
                      "leave config.style.encoder / decoder empty")
@@ -40,10 +41,11 @@ def check_released(style_config):
 def with_released(style_config, params):
   """``params`` with the encoder and decoder replaced by the released files that ``style_config`` names."""
   params = dict(params)
-  if style_config.encoder:
-    params["encoder"] = style.encoder_params_from_state_dict(style.read_released(style_config.encoder))
+  encoder = config_base.named_file(style_config.encoder)
+  if encoder:
+    params["encoder"] = style.encoder_params_from_state_dict(weights.read_state_dict(encoder))
   if style_config.decoder:
-    params["decoder"] = style.decoder_params_from_state_dict(style.read_released(style_config.decoder))
+    params["decoder"] = style.decoder_params_from_state_dict(weights.read_state_dict(style_config.decoder))
   return params
 
 

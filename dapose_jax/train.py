@@ -16,8 +16,8 @@ import time
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import (config_base, device_augment, errors, evaluators, methods, parallel, preemption, sampling,
-                        workdirs)
+from dapose_jax import (backbone_init, config_base, device_augment, errors, evaluators, methods, parallel, preemption,
+                        sampling, workdirs)
 from dapose_jax.data import pipeline, sources
 from dapose_jax.metric_writers import MetricWriter, Progress
 from dapose_jax.models import pose
@@ -161,6 +161,7 @@ def _check_config(config, method):
         f"config.image_size={config.image_size}, config.heatmap_size={config.heatmap_size}: the image side must be a "
         f"multiple of {pose.INPUT_MULTIPLE} and the heatmap side 1/{pose.OUTPUT_STRIDE} of it (e.g. 256 and 64)")
   recorded = methods.recorded_config(config)
+  config_base.check_named_files(recorded)
   for section in method.sections(config):
     for key, value in config_base.leaves(recorded[section], f"config.{section}"):
       if (key.endswith(".lr") or key.endswith("_lr")) and not (isinstance(value, (int, float)) and value > 0):
@@ -210,6 +211,10 @@ def train_and_evaluate(config, workdir):
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))
+  initial = backbone_init.read(config, state) if method.backbone_init else None
+  recorded = methods.recorded_config(config)
+  if initial is not None:
+    recorded["model"]["init_sha256"] = initial.sha256  # the resume check compares the file, not only its path
   with workdirs.locked(workdir):
     mngr = ocp.CheckpointManager(
         workdir / workdirs.CHECKPOINTS,
@@ -217,12 +222,12 @@ def train_and_evaluate(config, workdir):
     if (mngr.latest_step() or 0) > total_steps:
       raise errors.ConfigError(f"{workdir} holds a run at step {mngr.latest_step()}, beyond the {total_steps} steps of "
                                f"config.epochs={config.epochs}: a run can be extended (more epochs), not shortened")
-    workdirs.record_config(methods.recorded_config(config), workdir)
+    workdirs.record_config(recorded, workdir)
     best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
     progress = {"best": None, "history": [], "devices": jax.device_count()}
     start = 0
     if mngr.latest_step() is None:
-      state = jax.device_put(method.load_pretrained(config, state), repl)
+      state = jax.device_put(method.load_pretrained(config, backbone_init.apply(state, initial)), repl)
     else:
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
       start, restored = _restore_newest_good(mngr, checkpoint_args(abstract, restore=True))

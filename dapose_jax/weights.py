@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dapose_jax import torch_reader
+
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 _IGNORED_PREFIXES = ("fc.",)
 _FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias",
@@ -89,7 +91,8 @@ def convert_tree(params, batch_stats, state_dict, key_of, where="", prepare=None
 
 
 def read_state_dict(path) -> dict[str, np.ndarray]:
-  """Read a state dict from `.npz`, `.safetensors` (needs safetensors) or `.pth`/`.pt` (needs torch)."""
+  """Read a state dict from `.npz`, `.safetensors` (needs safetensors) or `.pth`/`.pt`/`.pth.tar` (with torch when it
+  is installed, else `torch_reader`); a state dict nested in a checkpoint dict comes back with dotted keys."""
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lower()
   if ext == ".npz":
@@ -101,13 +104,11 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     except ImportError as e:
       raise ImportError(f"reading {path} needs the safetensors package: pip install safetensors") from e
     return load_file(path)
-  if ext in (".pth", ".pt"):
+  if ext in (".pth", ".pt", ".tar"):  # .tar: a checkpoint saved as .pth.tar
     try:
       import torch
-    except ImportError as e:
-      raise ImportError(f"reading {path} needs PyTorch; install torch, or convert the checkpoint to "
-                        ".npz or .safetensors on a machine that has it") from e
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
+    except ImportError:
+      return torch_reader.read(path)
+    return torch_reader.flatten(torch.load(path, map_location="cpu", weights_only=True))
   raise ValueError(f"unsupported checkpoint format {ext!r} ({path}); "
-                   "expected .npz, .safetensors, .pth or .pt")
+                   "expected .npz, .safetensors, .pth, .pt or .pth.tar")

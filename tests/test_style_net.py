@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import configs.demo
-from dapose_jax import style_net, style_training
+from dapose_jax import style_net, style_training, torch_reader
 from dapose_jax.data import pipeline
 from dapose_jax.methods import style_decoder
 from dapose_jax.models import style
@@ -220,7 +220,7 @@ def test_released_state_dict_problems_are_named(tmp_path):
 
 def test_torch_checkpoint_dicts_are_flattened_to_state_dict_keys():
   weight = np.ones((2, 2), np.float32)
-  flat = style._flatten_nested({"state_dict": {"1.weight": weight, "1.bias": weight[0]}, "epoch": 3})
+  flat = torch_reader.flatten({"state_dict": {"1.weight": weight, "1.bias": weight[0]}, "epoch": 3})
   assert sorted(flat) == ["state_dict.1.bias", "state_dict.1.weight"]
 
 

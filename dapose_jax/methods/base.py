@@ -39,6 +39,8 @@ class Method:
     prepare(config, workdir) -> [Stage]: the runs that make this one, its own last (default: only its own);
       here a method trains or names its style network and its stage 1, and writes into its own stage's
       config where their products are (e.g. ``config.regda.pretrained`` = stage 1's ``best`` folder)
+    backbone_init: whether a fresh state's ``params``/``batch_stats["backbone"]`` start from ``config.model.init``
+      (``backbone_init.py``; before ``load_pretrained``): the methods that train a pose network from scratch
     load_pretrained(config, state) -> state: what a fresh state takes from earlier stages or files
     finish(config, state, workdir): after the last step and ``results.json`` (e.g. export a product)
     pseudo_labels(config, state, uint8 images) -> {name: array}: the pseudo-labels a method trains on, for the
@@ -53,6 +55,7 @@ class Method:
   uses_style: Callable = lambda config: False
   configure: Callable = lambda config: config
   prepare: Optional[Callable] = None
+  backbone_init: bool = False
   load_pretrained: Callable = lambda config, state: state
   finish: Callable = lambda config, state, workdir: None
   pseudo_labels: Optional[Callable] = None

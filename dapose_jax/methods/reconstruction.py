@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dapose_jax import checkpoints, drawing, errors, keypoints, skeletons, style_net, views, workdirs
+from dapose_jax import checkpoints, config_base, drawing, errors, keypoints, skeletons, style_net, views, workdirs
 from dapose_jax.data import pipeline, sources, transforms
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose, reconstruction, style
@@ -132,7 +132,7 @@ def perceptual_encoder(config):
   if config.style.net:
     return style_net.read(config.style.net)[0]["encoder"]
   log.info("reconstruction: config.style.net is empty, the perceptual term uses %s encoder",
-           "the released" if config.style.encoder else "a randomly initialised frozen")
+           "the released" if config_base.named_file(config.style.encoder) else "a randomly initialised frozen")
   return style_net.initial_params(config.style)["encoder"]
 
 

@@ -87,4 +87,4 @@ def eval_heatmaps(config, state, images):
 
 
 METHOD = base.Method(name="source_only", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps,
-                     uses_style=uses_style, prepare=prepare, load_pretrained=load_pretrained)
+                     uses_style=uses_style, prepare=prepare, backbone_init=True, load_pretrained=load_pretrained)

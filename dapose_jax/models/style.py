@@ -17,7 +17,6 @@ Flax conv modules are named after their index in the PyTorch ``nn.Sequential`` (
 each module's "params" collection).
 """
 
-import os
 import re
 
 import flax.linen as nn
@@ -177,34 +176,6 @@ def clip_to_normalised_range(images):
 _SEQUENTIAL_KEY = re.compile(r"^(?:(.*)\.)?(\d+)\.(weight|bias)$")
 
 
-def _flatten_nested(tree, prefix=""):
-  """Nested dicts of tensors/arrays -> {'a.b.0.weight': np.ndarray}; other leaves (epoch, ...) dropped."""
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      flat.update(_flatten_nested(value, name + "."))
-    elif hasattr(value, "detach"):  # a torch tensor
-      flat[name] = value.detach().cpu().numpy()
-    elif isinstance(value, np.ndarray):
-      flat[name] = value
-  return flat
-
-
-def read_released(path):
-  """State dict of a released file: ``.npz`` / ``.safetensors`` via ``weights.read_state_dict``;
-  ``.pth``, ``.pt`` and ``.pth.tar`` with torch, unwrapping a state dict nested in a checkpoint dict."""
-  path = os.fspath(path)
-  if not path.lower().endswith((".pth", ".pt", ".tar")):
-    return weights.read_state_dict(path)
-  try:
-    import torch
-  except ImportError as e:
-    raise ImportError(f"reading {path} needs PyTorch; install torch, or convert the file to .npz "
-                      "(numpy.savez(out, **state_dict)) on a machine that has it") from e
-  return _flatten_nested(torch.load(path, map_location="cpu", weights_only=True))
-
-
 def _sequential_entries(state_dict, what):
   """{(index, 'weight'|'bias'): array} of the ``nn.Sequential`` keys, under at most one common prefix
   ('module.', 'decoder.', 'state_dict.', ...)."""
@@ -265,5 +236,5 @@ def decoder_params_from_state_dict(state_dict):
 def load_released(encoder_path, decoder_path):
   """Width-1 style params {"encoder", "decoder"} from ``vgg_normalised.pth`` and a released UDAPE
   decoder (``decoder_*.pth.tar``), or from .npz / .safetensors conversions of them."""
-  return {"encoder": encoder_params_from_state_dict(read_released(encoder_path)),
-          "decoder": decoder_params_from_state_dict(read_released(decoder_path))}
+  return {"encoder": encoder_params_from_state_dict(weights.read_state_dict(encoder_path)),
+          "decoder": decoder_params_from_state_dict(weights.read_state_dict(decoder_path))}
