@@ -122,3 +122,29 @@ def test_missing_stage_one_checkpoint_is_reported(tmp_path, setup):
   config.regda.pretrained = str(tmp_path / "nothing")
   with pytest.raises(FileNotFoundError, match="stage-1"):
     regda.load_pretrained(config, state)
+
+
+def test_every_parameter_group_decays_once_per_iteration_as_the_references_lambda_lr(setup):
+  """Updates A and C both step the features' SGD (A and B the adversarial head's), and the reference steps each
+  LambdaLR once per iteration: at iteration 5000, update C moves the features by -lr(5000) x its gradient, also
+  right after update A (with momentum and weight decay off, the change is the rate times the gradient)."""
+  _, _, source, target = setup
+  config = regda_config()
+  config.regda.update(momentum=0.0, nesterov=False, weight_decay=0.0, lr_gamma=1e-3)  # lr(1) / lr(5000) = 3.8
+  state = jax.jit(functools.partial(regda.init, config))(jax.random.key(0)).replace(step=jnp.asarray(5000))
+  lam = regda.warm_start_coefficient(state.step)
+  label, w_s = inputs.heatmap_targets(config, source)
+  _, w_t = inputs.heatmap_targets(config, target)
+  x_s, x_t = inputs.normalize(source["image"]), inputs.normalize(target["image"])
+  after_a, _, _ = regda.step_a(config, state, lam, x_s, label, w_s)
+  after_c, _ = regda.step_c(config, after_a, lam, x_t, w_t)
+  objective = regda.OBJECTIVES[config.regda.objective][1]
+  features = {k: after_a.params[k] for k in regda.FEATURES}
+  grad = jax.grad(lambda f: regda._target_loss(config, {**after_a.params, **f}, after_a.batch_stats, lam, x_t, w_t,
+                                                 objective)[0])(features)
+  moved = jax.tree.map(lambda new, old: new - old, {k: after_c.params[k] for k in regda.FEATURES}, features)
+  dot = lambda a, b: sum(float(jnp.vdot(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  rate = -dot(moved, grad) / dot(grad, grad)
+  features_lr, _ = regda._schedules(config)
+  np.testing.assert_allclose(rate, float(features_lr(5000)), rtol=1e-3)
+  assert float(features_lr(1)) > 3 * float(features_lr(5000))  # what a per-update count would have used

@@ -52,11 +52,14 @@ def _schedules(config):
           common.inverse_decay(c.lr, c.lr_gamma, c.lr_decay))
 
 
-def _optimizers(config):
+def _optimizers(config, step):
+  """SGD of the features, the main head and the adversarial head at iteration ``step``. The rate is a function of
+  the iteration, not of each optimizer's update count: updates A and C both step the features' optimizer, A and B
+  the adversarial head's, while the reference steps each LambdaLR once per iteration (regda.py, after update C)."""
   c = config.regda
   features, heads = _schedules(config)
-  sgd = lambda schedule: common.optimizer("sgd", schedule, c.momentum, c.nesterov, c.weight_decay)
-  return sgd(features), sgd(heads), sgd(heads)
+  sgd = lambda rate: common.optimizer("sgd", rate, c.momentum, c.nesterov, c.weight_decay)
+  return sgd(features(step)), sgd(heads(step)), sgd(heads(step))
 
 
 def _features(params):
@@ -66,7 +69,7 @@ def _features(params):
 def init(config, rng):
   variables = pose.init_variables(pose.build_model(config, head="regda"), rng)
   params = variables["params"]
-  opt_f, opt_h, opt_h_adv = _optimizers(config)
+  opt_f, opt_h, opt_h_adv = _optimizers(config, 0)
   return State(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
                opt_features=opt_f.init(_features(params)), opt_head=opt_h.init(params["head"]),
                opt_head_adv=opt_h_adv.init(params["head_adv"]))
@@ -117,7 +120,7 @@ def _optimizer_step(optimizer, grads, opt_state, params):
 def step_a(config, state, lam, images, label, weight):
   """Update A: all parameters on source KL + margin * trade_off * KL_eps(adversarial, GT(main))."""
   c = config.regda
-  opt_f, opt_h, opt_h_adv = _optimizers(config)
+  opt_f, opt_h, opt_h_adv = _optimizers(config, state.step)
 
   def loss_fn(params):
     out, batch_stats = _forward(config, params, state.batch_stats, images, lam)
@@ -151,7 +154,7 @@ def step_b(config, state, lam, images, weight):
   loss_fn = lambda head_adv: _target_loss(config, {**state.params, "head_adv": head_adv}, state.batch_stats,
                                           lam, images, weight, objective)
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["head_adv"])
-  head_adv, opt_head_adv = _optimizer_step(_optimizers(config)[2], grads, state.opt_head_adv,
+  head_adv, opt_head_adv = _optimizer_step(_optimizers(config, state.step)[2], grads, state.opt_head_adv,
                                            state.params["head_adv"])
   return state.replace(params={**state.params, "head_adv": head_adv}, batch_stats=batch_stats,
                        opt_head_adv=opt_head_adv), loss
@@ -164,7 +167,7 @@ def step_c(config, state, lam, images, weight):
   loss_fn = lambda features: _target_loss(config, {**state.params, **features}, state.batch_stats, lam,
                                           images, weight, objective)
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(_features(state.params))
-  features, opt_features = _optimizer_step(_optimizers(config)[0], grads, state.opt_features,
+  features, opt_features = _optimizer_step(_optimizers(config, state.step)[0], grads, state.opt_features,
                                            _features(state.params))
   return state.replace(params={**state.params, **features}, batch_stats=batch_stats,
                        opt_features=opt_features), loss
