@@ -103,9 +103,13 @@ def test_configure_leaves_only_the_base_crop_to_the_target_pipeline():
   assert (config.target.augment.rotation, config.target.augment.color, config.target.augment.blur) == (0, 0, 0)
   assert config.target.augment.scale_min == 0.6  # the random resized crop stays
   assert config.source.augment.rotation == 30.0
+  # LSP (tllib's fixed transform, augmentation off) gets the base crop of its padded square, as UDAPE's LSP_mt
   lsp = mt_config()
   lsp.target = config_base.domain("lsp", keypoint_set="body16", data_dir="x")
-  assert mean_teacher.configure(lsp).target.augment.to_dict() == lsp.target.augment.to_dict()
+  assert not lsp.target.augment.enabled
+  augment = mean_teacher.configure(lsp).target.augment
+  assert augment.enabled and augment.resize_pad and (augment.scale_min, augment.scale_max) == (0.6, 1.3)
+  assert (augment.rotation, augment.color, augment.blur) == (0, 0, 0)
 
 
 def test_stage_one_is_stylised_source_only_mse_adam():

@@ -228,3 +228,20 @@ def test_transforms_are_reproducible_and_leave_inputs_alone():
   transforms.normalize(image)
   np.testing.assert_array_equal(image, image_copy)
   np.testing.assert_array_equal(keypoints, keypoints_copy)
+
+
+def test_an_augmented_resize_pad_domain_is_padded_to_a_square_before_its_random_crop():
+  from ml_collections import ConfigDict
+
+  from dapose_jax.data import pipeline
+
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (30, 60, 3), np.uint8)  # landscape, as many LSP images
+  sample = {"image": image, "keypoints": np.array([[10.0, 5.0], [50.0, 20.0]]), "visible": np.ones(2)}
+  # crop area 1 and no other draw: the crop is the whole padded square (without the pad, the centre of the image)
+  augment = ConfigDict(dict(enabled=True, on_device=False, resize_pad=True, rotation=0.0, scale_min=1.0,
+                            scale_max=1.0, color=0.0, blur=0.0))
+  out = pipeline._train_sample(sample, np.random.default_rng(1), image_size=32, augment=augment)
+  padded, keypoints = transforms.resize_pad(image, sample["keypoints"], 32)
+  np.testing.assert_array_equal(out["image"], padded)
+  np.testing.assert_allclose(out["keypoints"], keypoints, rtol=1e-6)

@@ -16,8 +16,11 @@ from dapose_jax.data import transforms
 
 def _train_sample(sample, rng, *, image_size, augment):
   if augment.enabled and not augment.on_device:
+    image, kps = sample["image"], sample["keypoints"]
+    if augment.resize_pad:  # LSP: squared by padding before the random crop, as UDAPE's LSP_mt does
+      image, kps = transforms.resize_pad(image, kps, image_size)
     image, kps = transforms.train_augment(
-        sample["image"], sample["keypoints"], rng, size=image_size,
+        image, kps, rng, size=image_size,
         rotation_degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max),
         color=augment.color, blur=augment.blur)
   elif augment.enabled:  # dapose_jax.device_augment augments it in the train step; any aspect ratio is padded

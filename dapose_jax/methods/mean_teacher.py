@@ -54,11 +54,12 @@ def uses_style(config):
 
 def configure(config):
   """With ``base_crop_only``, the target pipeline makes only UDAPE's shared base crop (random resized crop,
-  no rotation, colour or blur): the student and teacher views are drawn on the device."""
-  if not settings(config).base_crop_only or not config.target.augment.enabled:
+  no rotation, colour or blur): the student and teacher views are drawn on the device. Also on a target whose
+  augmentation is off (LSP, tllib's fixed transform): UDAPE's LSP_mt pads to a square, then crops."""
+  if not settings(config).base_crop_only:
     return config
   config = config.copy_and_resolve_references()
-  config.target.augment.update(rotation=0.0, color=0.0, blur=0.0)
+  config.target.augment.update(enabled=True, rotation=0.0, color=0.0, blur=0.0)
   return config
 
 
