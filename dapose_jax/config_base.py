@@ -48,7 +48,9 @@ def domain(name, **fields):
 # stops before writing anything until it names the file, or "none" (random weights on purpose; "" is the same).
 REQUIRED = "required"
 NONE = "none"
-# torchvision's ImageNet weights (IMAGENET1K_V1, what ``models.resnetN(pretrained=True)`` downloads in the references)
+# torchvision's ImageNet weights (IMAGENET1K_V1, what the references' ``models.resnetN(pretrained=True)`` loads): the
+# files of torchvision >= 0.9; older releases name the same weights resnet101-5d3b4d8f.pth etc. in torch's legacy
+# format, which only torch reads
 TORCHVISION_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
                      "resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
 TORCHVISION_URL = "https://download.pytorch.org/models/"

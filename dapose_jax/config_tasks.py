@@ -4,6 +4,7 @@ from dapose_jax import config_base, variants
 
 # epochs of the method's own stage in the task configs (stage 1 has its own, in its config section)
 UDAPE_EPOCHS = 30
+UDAPE_METHODS = ("mean_teacher", "daml", "geometric")  # the mean teacher and the methods built on it
 
 
 def task_config(source, target, rotation, variant, config_file, regda_epochs=30):
@@ -21,9 +22,11 @@ def _task(source, target, rotation, method, regda_epochs=30):
   for section in (c.mean_teacher, c.daml, c.geometric):
     section.view.rotation = 180.0 if c.source.keypoint_set == "hand21" else 60.0  # UDAPE: hands 180, others 60
   c.model.init = c.style.encoder = config_base.REQUIRED  # as the references run: ImageNet ResNet, released VGG
+  if method in UDAPE_METHODS:  # UDAPE and DAML pool each keypoint's accuracy over the split (train_human.py)
+    for spec in c.evals.values():
+      spec.aggregation = "udape"
   c.reconstruction.driving = "view"  # the real sources have no pair index: the generator learns from two views
-  epochs = {"regda": regda_epochs, "mean_teacher": UDAPE_EPOCHS, "daml": UDAPE_EPOCHS,
-            "geometric": UDAPE_EPOCHS}.get(method)
+  epochs = {"regda": regda_epochs, **dict.fromkeys(UDAPE_METHODS, UDAPE_EPOCHS)}.get(method)
   return variants.with_method(c, method, epochs)
 
 
@@ -35,4 +38,10 @@ def animal_task_config(config_file, animals, source, target, variant):
   source_animal, target_animal = animals[chosen.animal]
   c = _task(f"{source}_{source_animal}", f"{target}_{target_animal}", rotation=60.0, method=chosen.method)
   c.sigma = 1.0
+  if chosen.method in UDAPE_METHODS:
+    # UDAPE's animal targets: a fixed crop (real_animal_all_mt.py, animal_pose_mt.py: r = 0, no random crop; a
+    # base crop of area 1 is the whole square image) and views without colour jitter (train_animal.py: affine, then
+    # ToTensor)
+    c.target.augment.update(scale_min=1.0, scale_max=1.0)
+    c[chosen.method].view.color = 0.0
   return c

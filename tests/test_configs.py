@@ -48,6 +48,23 @@ def test_method_tokens_of_task_configs_set_the_reference_epochs():
   assert get_config("demo.py", "smoke,regda").image_size == get_config("demo.py", "smoke").image_size == 64
 
 
+@pytest.mark.parametrize("method, aggregation", [("", "tllib"), ("regda", "tllib"), ("mean_teacher", "udape"),
+                                                 ("daml", "udape"), ("geometric", "udape")])
+def test_task_configs_score_pck_as_their_reference_aggregates_it(method, aggregation):
+  for file in ("surreal_lsp.py", "rhd_h3d.py", "synanimal_animalpose.py"):
+    config = get_config(file, method)
+    assert {spec.aggregation for spec in config.evals.values()} == {aggregation}, file
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "daml", "geometric"])
+def test_animal_targets_of_the_mean_teacher_methods_take_a_fixed_crop_and_uncoloured_views(method):
+  config = get_config("synanimal_tigdog.py", f"horse,{method}")
+  assert (config.target.augment.scale_min, config.target.augment.scale_max) == (1.0, 1.0)
+  assert config[method].view.color == 0.0 and config[method].view.rotation == 60.0
+  assert get_config("synanimal_tigdog.py", "horse,regda").target.augment.scale_min == 0.6  # no reference: tllib's
+  assert get_config("surreal_lsp.py", method)[method].view.color == 0.25
+
+
 def test_config_keypoint_sets_come_from_the_data_sets():
   assert config_base.domain("synthetic").keypoint_set == SyntheticPose.keypoint_set.name == "body16"
   assert get_config("rhd_h3d.py").source.keypoint_set == "hand21"
