@@ -1,5 +1,7 @@
 """bfloat16 compute (config.model.dtype): float32 parameters, statistics and losses; a bf16 step's loss and
-gradients stay close to float32's on the same batch, and a short bf16 run ends where the float32 one does."""
+gradients stay close to float32's on the same batch, and a short bf16 run has the float32 run's losses."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from dapose_jax import inputs, train
-from dapose_jax.methods import common, source_only
+from dapose_jax.methods import common
 from dapose_jax.models import pose
 from tests.test_train import tiny_config
 
@@ -49,13 +51,20 @@ def test_a_bfloat16_step_keeps_float32_state_and_its_loss_and_gradients_are_with
   assert flat16 @ flat32 / (np.linalg.norm(flat16) * np.linalg.norm(flat32)) > 0.95
 
 
-def test_a_short_bfloat16_run_ends_near_the_float32_run(tmp_path):
-  runs = {}
+def test_a_short_bfloat16_run_trains_as_the_float32_run(tmp_path):
+  """The training losses of 20 steps agree step by step. Measured: at most 2.6% relative (step 9; 2.5% with XLA's
+  CPU code capped at SSE4.2), hence 8%. The PCK of this tiny model after 20 steps is not compared: the drift of
+  its parameters moves argmaxes (target PCK 13.7 in float32 and 4.4 in bfloat16 on one host, 4.3 and 2.8 on
+  another ISA), as between float32 runs on different device counts (tests/test_multihost.py)."""
+  losses = {}
   for dtype in ("float32", "bfloat16"):
     config = tiny_config(iters_per_epoch=10)
     config.model.dtype = dtype
     config.eval_every = config.checkpoint_every = 10
     _, results = train.train_and_evaluate(config, tmp_path / dtype)
-    runs[dtype] = results["final"]
-  for domain in ("source", "target"):
-    assert abs(runs["bfloat16"][domain]["all"] - runs["float32"][domain]["all"]) <= 5.0, runs
+    assert results["final"]["step"] == 20
+    records = map(json.loads, (tmp_path / dtype / "metrics.jsonl").read_text().splitlines())
+    losses[dtype] = [r["loss"] for r in records if r["kind"] == "train"]
+  assert len(losses["float32"]) == 20
+  np.testing.assert_allclose(losses["bfloat16"][0], losses["float32"][0], rtol=1e-3)  # the same batch and weights
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.08)
