@@ -10,19 +10,19 @@ method, e.g. ``configs/demo.py`` (the README's demo run, source-only, about 13 m
 ``configs/demo.py:regda``, ``configs/demo.py:smoke,mean_teacher``; ``--config.method=...`` does the same.
 """
 
-from dapose_jax import config_base, variants
+from dapose_jax.config import defaults, variants
 
 
 def demo(size=""):
-  c = config_base.base_config()
+  c = defaults.base_config()
   c.model.backbone = "resnet18"
   c.model.upsampling_features = 128
   c.image_size = 128
   c.heatmap_size = 32
   c.sigma = 1.0
-  c.source = config_base.domain("synthetic", style="source", seed=0, train_size=50_000, test_size=512,
+  c.source = defaults.domain("synthetic", style="source", seed=0, train_size=50_000, test_size=512,
                                 render_size=128)
-  c.target = config_base.domain("synthetic", style="target", seed=1, train_size=50_000, test_size=512,
+  c.target = defaults.domain("synthetic", style="target", seed=1, train_size=50_000, test_size=512,
                                 render_size=128)
   c.epochs = 5
   c.iters_per_epoch = 100

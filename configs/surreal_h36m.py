@@ -5,9 +5,9 @@
 Needs the built data sets (README, "Datasets").
 """
 
-from dapose_jax import config_tasks
+from dapose_jax.config import tasks
 
 
 def get_config(variant=""):
-  return config_tasks.task_config("surreal", "human36m", rotation=30.0, variant=variant,
+  return tasks.task_config("surreal", "human36m", rotation=30.0, variant=variant,
                                   config_file="configs/surreal_h36m.py", regda_epochs=10)

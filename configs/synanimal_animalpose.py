@@ -7,7 +7,7 @@ UDAPE's animal settings: rotation 60 (its script's `--rotation_stu/--rotation_te
 Needs the built data sets (README, "Datasets"): synanimal_<source animals> and animal_pose_<target animals>.
 """
 
-from dapose_jax import config_tasks
+from dapose_jax.config import tasks
 
 # variant animal -> (SynAnimal builder suffix, AnimalPose builder suffix)
 ANIMALS = {"": ("hound_sheep", "dog_sheep"), "all": ("hound_sheep", "dog_sheep"), "dog": ("hound", "dog"),
@@ -15,5 +15,5 @@ ANIMALS = {"": ("hound_sheep", "dog_sheep"), "all": ("hound_sheep", "dog_sheep")
 
 
 def get_config(variant=""):
-  return config_tasks.animal_task_config("configs/synanimal_animalpose.py", ANIMALS, "synanimal", "animal_pose",
+  return tasks.animal_task_config("configs/synanimal_animalpose.py", ANIMALS, "synanimal", "animal_pose",
                                          variant)

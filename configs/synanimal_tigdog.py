@@ -7,7 +7,7 @@ UDAPE's animal settings: rotation 60 (its script's `--rotation_stu/--rotation_te
 Needs the built data sets (README, "Datasets"): synanimal_<animals> and tigdog_<animals>.
 """
 
-from dapose_jax import config_tasks
+from dapose_jax.config import tasks
 
 # variant animal -> (SynAnimal builder suffix, TigDog builder suffix)
 ANIMALS = {"": ("horse_tiger", "horse_tiger"), "all": ("horse_tiger", "horse_tiger"), "horse": ("horse", "horse"),
@@ -15,4 +15,4 @@ ANIMALS = {"": ("horse_tiger", "horse_tiger"), "all": ("horse_tiger", "horse_tig
 
 
 def get_config(variant=""):
-  return config_tasks.animal_task_config("configs/synanimal_tigdog.py", ANIMALS, "synanimal", "tigdog", variant)
+  return tasks.animal_task_config("configs/synanimal_tigdog.py", ANIMALS, "synanimal", "tigdog", variant)

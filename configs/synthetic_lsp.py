@@ -3,7 +3,7 @@
 `configs/synthetic_lsp.py`: source-only ERM; `configs/synthetic_lsp.py:regda`: RegDA (any method name works).
 Needs LSP built once into ~/tensorflow_datasets (`--config.target.data_dir` to change):
 
-  python -m dapose_jax.data.build --dataset lsp --manual_dir DIR_WITH_images_AND_joints.mat
+  python -m dapose_jax.commands.build --dataset lsp --manual_dir DIR_WITH_images_AND_joints.mat
 
 As in tllib, the LSP target is resized and zero-padded to a square without any augmentation, also for
 target training, and its test split is all 2000 images, the same ones the target training reads (the
@@ -14,7 +14,7 @@ synthetic source images.
 import pathlib
 import runpy
 
-from dapose_jax import config_base, variants
+from dapose_jax.config import defaults, variants
 
 _DEMO = runpy.run_path(str(pathlib.Path(__file__).with_name("demo.py")))
 
@@ -22,5 +22,5 @@ _DEMO = runpy.run_path(str(pathlib.Path(__file__).with_name("demo.py")))
 def get_config(variant=""):
   chosen = variants.parse(variant, "configs/synthetic_lsp.py")
   c = _DEMO["demo"]()
-  c.target = config_base.domain("lsp", data_dir="~/tensorflow_datasets")
+  c.target = defaults.domain("lsp", data_dir="~/tensorflow_datasets")
   return variants.with_method(c, chosen.method)

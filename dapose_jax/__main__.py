@@ -1,6 +1,6 @@
 """``python -m dapose_jax COMMAND ...``, the same as the ``dapose-jax`` script."""
 
-from dapose_jax import cli
+from dapose_jax.commands import cli
 
 if __name__ == "__main__":
   cli.main()

@@ -1,20 +1,6 @@
-"""The ``train`` command: ``python -m dapose_jax.main --config configs/demo.py --workdir DIR [--config.key=value]``
-(also ``dapose-jax train ...``)."""
+"""``python -m dapose_jax.main --config FILE --workdir DIR``: the ``train`` command (``dapose_jax.commands.train``)."""
 
-import sys
-
-from dapose_jax import cli, train
-
-
-def define_flags():
-  cli.define_run_flags()
-
-
-def main(argv):
-  cli.expect_no_arguments(argv)
-  cli.start_jax()
-  train.run(cli.FLAGS.config, cli.FLAGS.workdir)
-
+from dapose_jax.commands import cli, train
 
 if __name__ == "__main__":
-  cli.run_command(sys.modules[__name__])
+  cli.run_command(train)

@@ -4,7 +4,7 @@
   python experiments/benchmark.py --backbone resnet18 --image_size 128 --batch_size 8 --torch --out bench.json
   python experiments/benchmark.py --methods regda --batch_size 32 --dtype bfloat16 --torch   # R101 @ 256: a GPU
 
-Each method's train step (``config.method`` set to it) is jitted as dapose_jax.train does it (state replicated
+Each method's train step (``config.method`` set to it) is jitted as dapose_jax.run.loop does it (state replicated
 and donated, batches sharded over a 1-D 'data' mesh of the first --devices devices) and fed one synthetic batch
 (random uint8 images, keypoints and visibilities of the config's keypoint set), again and again. Reported: the
 lower and compile times, the median (min, max) step time over --repeats, steps/s and images/s (source images
@@ -122,7 +122,7 @@ def random_batch(config, seed):
   """What the pipelines yield (as tests/test_parallel.py's random_batch, for any keypoint set)."""
   import numpy as np
 
-  from dapose_jax import skeletons
+  from dapose_jax.pose import skeletons
 
   rng = np.random.default_rng(seed)
   n, size, k = config.batch_size, config.image_size, skeletons.get(config.source.keypoint_set).num_keypoints
@@ -448,7 +448,7 @@ def bench_pipelines(specs, args, batch_size, image_size):
   """images/s of each config's source and target training pipelines per (threads, workers), with the augmentation
   on the host and, where the domain augments, with ``augment.on_device`` (the host only decodes and resizes); then
   the device's ms per batch for that augmentation."""
-  from dapose_jax import device_augment
+  from dapose_jax.augment import device_augment
   from dapose_jax.data import pipeline, sources
 
   out = {}
@@ -492,7 +492,7 @@ def device_augment_ms(batch, params, repeats):
   """Median ms of the jitted device augmentation of one host batch on the first device, after a warm-up call."""
   import jax
 
-  from dapose_jax import device_augment
+  from dapose_jax.augment import device_augment
 
   run = jax.jit(device_augment.augment_at, static_argnums=3)
   batch = jax.device_put(batch)

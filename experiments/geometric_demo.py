@@ -22,9 +22,14 @@ import jax
 import numpy as np
 
 import demo_table
-from dapose_jax import drawing, inference, keypoints, parallel, workdirs
-from dapose_jax.data import sources, transforms
+from dapose_jax import parallel
+from dapose_jax.augment import transforms
+from dapose_jax.data import sources
 from dapose_jax.methods import reconstruction
+from dapose_jax.plots import drawing
+from dapose_jax.pose import keypoints
+from dapose_jax.run import finished
+from dapose_jax.storage import workdirs
 
 ROWS = ("both", "baseline", "pseudo", "reconstruction")
 LABELS = "target_labels"  # the pseudo_labels evaluator of configs/demo.py:table_a
@@ -35,7 +40,7 @@ def picture(out, seed, path, count=4, scale=2):
   """The module docstring's picture of ``count`` target test pairs (runs of ``seed`` in ``out``), each tile
   enlarged ``scale`` times."""
   mesh = parallel.make_mesh()
-  models = {row: inference.load(inference.recorded_config(out / f"{row}_s{seed}" / workdirs.CONFIG),
+  models = {row: finished.load(finished.read_config(out / f"{row}_s{seed}" / workdirs.CONFIG),
                                 out / f"{row}_s{seed}" / workdirs.BEST, mesh) for row in ("baseline", "reconstruction")}
   config = models["reconstruction"].config
   split = sources.make_source(config.target, "test", pairs=True)

@@ -21,8 +21,8 @@ import runpy
 import jax
 import orbax.checkpoint as ocp
 
-from dapose_jax import train
 from dapose_jax.methods import regda, source_only
+from dapose_jax.run import loop
 
 DEMO = runpy.run_path(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py"))
 
@@ -37,7 +37,7 @@ def continue_from(stage1_config, pretrain, control):
                                                          progress=ocp.args.JsonRestore()))
   state = source_only.State(**restored.state, style={})
   with ocp.CheckpointManager(control / "checkpoints", options=ocp.CheckpointManagerOptions(create=True)) as new:
-    new.save(step, args=train.checkpoint_args(state, restored.progress))
+    new.save(step, args=loop.checkpoint_args(state, restored.progress))
     new.wait_until_finished()
 
 
@@ -58,7 +58,7 @@ def main():
     if not (control / "results.json").exists():
       if not (control / "checkpoints").exists():
         continue_from(stage1, pretrain, control)
-      train.train_and_evaluate(stage1, control)
+      loop.train_and_evaluate(stage1, control)
     results = lambda path: json.loads((path / "results.json").read_text())["final"]
     rows.append({"seed": seed, "stage1": results(pretrain), "control": results(control),
                  "regda": results(args.table / f"regda_s{seed}")})

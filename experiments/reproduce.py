@@ -10,7 +10,7 @@ several seeds, and its table next to the published numbers.
 
 --task and --method take several names, or all.
 
-Each seed trains in WORKDIR/TASK/METHOD/seed_N with ``dapose_jax.train.run`` on ``configs/TASK.py:METHOD`` with
+Each seed trains in WORKDIR/TASK/METHOD/seed_N with ``dapose_jax.run.loop.run`` on ``configs/TASK.py:METHOD`` with
 ``config.seed`` = N: every stage of the recipe, each resumed where it stopped and reused once finished, so the same
 command continues an interrupted run. Then WORKDIR/TASK/METHOD/table.json and a markdown table: per keypoint group,
 the mean ± std (population std, as experiments/demo_table.py) over the seeds of the checkpoint each run selected
@@ -47,8 +47,13 @@ from ml_collections import ConfigDict
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "experiments")]  # tests' fixture writers; benchmark.py
 
-from dapose_jax import cli, config_base, device_augment, errors, lifting, methods, train  # noqa: E402
-from dapose_jax.data import build, builders  # noqa: E402
+from dapose_jax import errors, methods, train  # noqa: E402
+from dapose_jax.augment import device_augment
+from dapose_jax.auxiliary import lifting
+from dapose_jax.commands import cli
+from dapose_jax.commands import build
+from dapose_jax.config import defaults
+from dapose_jax.data import builders  # noqa: E402
 from dapose_jax.data.builders import human36m  # noqa: E402
 from dapose_jax.methods import base  # noqa: E402
 
@@ -110,16 +115,16 @@ def override(config, assignment):
 def check_files(config, stages):
   """One line for the file a recipe needs and the command did not name: --init always, --encoder where a stage
   reads the AdaIN network."""
-  if config.model.init == config_base.REQUIRED:
-    name = config_base.TORCHVISION_FILES[config.model.backbone]
+  if config.model.init == defaults.REQUIRED:
+    name = defaults.TORCHVISION_FILES[config.model.backbone]
     raise errors.ConfigError(f"--init is required: the references start {config.model.backbone} from torchvision's "
-                             f"ImageNet weights; download {name} ({config_base.TORCHVISION_URL}{name}) and pass --init "
+                             f"ImageNet weights; download {name} ({defaults.TORCHVISION_URL}{name}) and pass --init "
                              f"PATH/{name} (--init none: random weights on purpose)")
-  if any(methods.recorded_config(s.config).get("style", {}).get("encoder") == config_base.REQUIRED for s in stages):
+  if any(methods.as_recorded(s.config).get("style", {}).get("encoder") == defaults.REQUIRED for s in stages):
     raise errors.ConfigError(f"--encoder is required for {config.method}: the references' AdaIN network uses the "
-                             f"released VGG encoder {config_base.ADAIN_ENCODER} (pytorch-AdaIN's release, UDAPE's "
-                             f"adain/pretrain/{config_base.ADAIN_ENCODER}); pass --encoder "
-                             f"PATH/{config_base.ADAIN_ENCODER} (--encoder none: a random encoder on purpose)")
+                             f"released VGG encoder {defaults.ADAIN_ENCODER} (pytorch-AdaIN's release, UDAPE's "
+                             f"adain/pretrain/{defaults.ADAIN_ENCODER}); pass --encoder "
+                             f"PATH/{defaults.ADAIN_ENCODER} (--encoder none: a random encoder on purpose)")
 
 
 def seed_dir(workdir, task, method, seed):
@@ -243,17 +248,17 @@ def plan(config, task, method, seeds, workdir, mfu, flops_cache=None):
       line += f"{flops / 1e9:>12,.0f}{flops * steps / rate / 3600:>8.2f}"
     lines.append(line.rstrip())
   lines.append("data sets (built once into --data_dir, default ~/tensorflow_datasets, with python -m "
-               "dapose_jax.data.build --dataset NAME --manual_dir RELEASE --data_dir DIR):")
+               "dapose_jax.commands.build --dataset NAME --manual_dir RELEASE --data_dir DIR):")
   for domain in train.DOMAINS:
     name = config[domain].name
     instructions = builders.REGISTRY[name].MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", "\n      ")
     lines.append(f"  {name} ({domain}, {config[domain].keypoint_set}): {instructions}")
-  init = config_base.TORCHVISION_FILES[config.model.backbone]
+  init = defaults.TORCHVISION_FILES[config.model.backbone]
   lines += ["files:", f"  --init {init}: torchvision's ImageNet {config.model.backbone}, "
-            f"{config_base.TORCHVISION_URL}{init}"]
-  if any("style" in methods.recorded_config(s.config) for s in stages):
-    lines.append(f"  --encoder {config_base.ADAIN_ENCODER}: the AdaIN network's VGG encoder (pytorch-AdaIN's release, "
-                 f"UDAPE's adain/pretrain/{config_base.ADAIN_ENCODER})")
+            f"{defaults.TORCHVISION_URL}{init}"]
+  if any("style" in methods.as_recorded(s.config) for s in stages):
+    lines.append(f"  --encoder {defaults.ADAIN_ENCODER}: the AdaIN network's VGG encoder (pytorch-AdaIN's release, "
+                 f"UDAPE's adain/pretrain/{defaults.ADAIN_ENCODER})")
   if flops_cache is not None:
     lines.append(f"GPU time: {hours:.2f} GPU h per seed, {hours * len(seeds):.2f} for {len(seeds)} seeds. An estimate "
                  "with no GPU measurement behind it: XLA's FLOP count of each stage's train step (compiled on this CPU "
@@ -280,7 +285,7 @@ def tiny(config):
     section.pretrain_epochs = 1
   for section in (config.mean_teacher, config.daml, config.geometric):
     section.occlude_size = 2
-  config.style.update(encoder=config_base.NONE, width=1 / 16, depth=2, steps=DRY_RUN_STEPS, batch_size=4, log_every=1)
+  config.style.update(encoder=defaults.NONE, width=1 / 16, depth=2, steps=DRY_RUN_STEPS, batch_size=4, log_every=1)
   config.reconstruction.update(warping_features=4, warping_max_features=8, warping_blocks=2, generator_features=4,
                                generator_max_features=8, generator_residual_blocks=1, steps=DRY_RUN_STEPS,
                                batch_size=4, log_every=1)
@@ -384,9 +389,9 @@ def parse(argv):
   parser.add_argument("--seeds", nargs="+", type=int, help="config.seed of each run (default 0 1 2; dry run: 0)")
   parser.add_argument("--data_dir", help="where the data sets are built (default: the config's, ~/tensorflow_datasets)")
   parser.add_argument("--init", help=f"config.model.init: torchvision's ImageNet ResNet file, e.g. "
-                      f"{config_base.TORCHVISION_FILES['resnet101']}; 'none': random weights")
+                      f"{defaults.TORCHVISION_FILES['resnet101']}; 'none': random weights")
   parser.add_argument("--encoder", help=f"config.style.encoder (mean_teacher, daml, geometric): AdaIN's "
-                      f"{config_base.ADAIN_ENCODER}; 'none': a random encoder")
+                      f"{defaults.ADAIN_ENCODER}; 'none': a random encoder")
   parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/reproduce"))
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
   mode = parser.add_mutually_exclusive_group()

@@ -1,6 +1,6 @@
 """RegDA with the uniform, cl and hm source samplers on the embedded benchmark: the README's sampling demo.
 
-  python -m dapose_jax.pose_vae --config configs/demo.py:sampling --workdir OUT/vae
+  python -m dapose_jax pose_vae --config configs/demo.py:sampling --workdir OUT/vae
   python experiments/sampling_demo.py --out OUT --scores OUT/vae/pose_vae/scores.json [--seeds 0 1 2]
       [--samplers uniform cl hm] [--config configs/demo.py:sampling] [--method regda] [--override key=value ...]
       [--plot docs/pose_bins_demo.png] [--samples docs/pose_bins_samples.png]
@@ -22,9 +22,14 @@ import sys
 import numpy as np
 
 import demo_table
-from dapose_jax import drawing, inference, metrics, pose_vae, sampling
-from dapose_jax.data import sources, transforms
+from dapose_jax.augment import transforms
+from dapose_jax.auxiliary import pose_vae
+from dapose_jax.data import sampling
+from dapose_jax.data import sources
 from dapose_jax.evaluators import pose_bins
+from dapose_jax.plots import drawing
+from dapose_jax.pose import metrics
+from dapose_jax.run import finished
 
 BINS = "target_bins"  # the pose_bins evaluator of configs/demo.py:sampling
 
@@ -135,7 +140,7 @@ def main():
   if args.plot:
     plot(table, args.plot)
   if args.samples:
-    config = inference.recorded_config(args.out / f"{args.samplers[0]}_s{args.seeds[0]}" / "config.json")
+    config = finished.read_config(args.out / f"{args.samplers[0]}_s{args.seeds[0]}" / "config.json")
     held = source_bins(config, scores, args.samples)
     (args.out / "source_bins.json").write_text(json.dumps(held, indent=2) + "\n")
     print(json.dumps(held["groups"], indent=1))

@@ -4,7 +4,7 @@ The same network (tllib's PoseResNet: torchvision-layout ResNet v1.5, three Conv
 layers, the simple 1x1 head or RegDA's two-layer heads), the same losses and the same forward / backward passes
 and optimisers per iteration as the JAX steps, on the same synthetic batches, written as the reference (tllib,
 UDAPE, DAML) writes its loops. They exist to time the JAX steps against, not to train: there are no learning-rate
-schedules, and the random views of the mean teacher follow ``dapose_jax.views`` in cost, not draw for draw.
+schedules, and the random views of the mean teacher follow ``dapose_jax.augment.views`` in cost, not draw for draw.
 
 Heatmap targets, pseudo labels and the mean teacher's views are made on the device, as the JAX steps make them
 (the reference renders source targets in its data loader). Where JAX differentiates with respect to one part of
@@ -158,7 +158,7 @@ def num_parameters(*modules):
   return sum(p.numel() for m in modules for p in m.parameters())
 
 
-# Heatmaps are (B, K, H, W) here; the formulas are those of dapose_jax.keypoints and dapose_jax.losses.
+# Heatmaps are (B, K, H, W) here; the formulas are those of dapose_jax.pose.keypoints and dapose_jax.pose.losses.
 
 def _window_gaussians(centers, draw, height, width, sigma):
   tmp = 3.0 * sigma
@@ -226,7 +226,7 @@ def median_confidence_mask(heatmaps):
   return (conf > threshold).float()
 
 
-# The mean teacher's on-device views (dapose_jax.views): one affine matrix per sample, nearest sampling.
+# The mean teacher's on-device views (dapose_jax.augment.views): one affine matrix per sample, nearest sampling.
 
 def sample_matrices(batch, size, view, device):
   u = lambda lo, hi, *shape: torch.empty(batch, *shape, device=device).uniform_(lo, hi)
@@ -299,7 +299,7 @@ class Runner:
   loop on batches of dict(image uint8 (B, 3, H, W), keypoints (B, K, 2), visible (B, K)) on the device."""
 
   def __init__(self, config, device, channels_last, bf16, head="simple"):
-    from dapose_jax import skeletons
+    from dapose_jax.pose import skeletons
 
     self.config, self.device, self.bf16 = config, device, bf16
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

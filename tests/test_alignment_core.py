@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import losses, teacher
+from dapose_jax.methods import mean_teacher
 from dapose_jax.models import style
+from dapose_jax.pose import losses
 
 
 def _entropy(logits):
@@ -199,10 +200,10 @@ def test_clip_to_normalised_range_bounds():
 def test_ema_update_exact_values_and_alpha_one_keeps_teacher():
   teacher_params = {"conv": {"kernel": jnp.array([1.0, 2.0])}, "bias": jnp.array(10.0)}
   student_params = {"conv": {"kernel": jnp.array([3.0, 4.0])}, "bias": jnp.array(0.0)}
-  updated = teacher.ema_update(teacher_params, student_params, alpha=0.9)
+  updated = mean_teacher.ema_update(teacher_params, student_params, alpha=0.9)
   np.testing.assert_allclose(updated["conv"]["kernel"], [1.2, 2.2], rtol=1e-6)
   np.testing.assert_allclose(updated["bias"], 9.0, rtol=1e-6)
-  default = teacher.ema_update(teacher_params, student_params)
+  default = mean_teacher.ema_update(teacher_params, student_params)
   np.testing.assert_allclose(default["bias"], 9.99, rtol=1e-6)
-  kept = teacher.ema_update(teacher_params, student_params, alpha=1.0)
+  kept = mean_teacher.ema_update(teacher_params, student_params, alpha=1.0)
   jax.tree_util.tree_map(np.testing.assert_array_equal, kept, teacher_params)

@@ -9,9 +9,10 @@ import scipy.io
 from ml_collections import ConfigDict
 from PIL import Image
 
-from dapose_jax import skeletons
-from dapose_jax.data import build, pipeline, sources
+from dapose_jax.commands import build
+from dapose_jax.data import pipeline, sources
 from dapose_jax.data.builders import common
+from dapose_jax.pose import skeletons
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_ANIMALPOSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples" / "animalpose"

@@ -11,8 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from dapose_jax import backbone_init, errors, inference, methods, parallel, train, weights
+from dapose_jax import errors, parallel
+from dapose_jax.interop import backbone_init, weights
 from dapose_jax.methods import source_only
+from dapose_jax.run import finished, loop
 from tests.test_train import tiny_config
 
 
@@ -45,7 +47,7 @@ def one_step_config(**model):
 
 
 def restored(config, workdir):
-  return jax.device_get(inference.load(config, workdir / "checkpoints" / "1", parallel.make_mesh()).state)
+  return jax.device_get(finished.load(config, workdir / "checkpoints" / "1", parallel.make_mesh()).state)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,8 @@ def init_run(tmp_path_factory):
   _, expected = torchvision_file(file, tiny_config())
   config = one_step_config(init=str(file))
   with pytest.MonkeyPatch.context() as patch:
-    patch.setitem(methods.REGISTRY, "source_only", dataclasses.replace(source_only.METHOD, train_step=frozen_step))
-    train.train_and_evaluate(config, root / "run")
+    patch.setattr(source_only, "METHOD", dataclasses.replace(source_only.METHOD, train_step=frozen_step))
+    loop.train_and_evaluate(config, root / "run")
   return root / "run", file, expected, restored(config, root / "run")
 
 
@@ -84,10 +86,10 @@ def test_a_resume_with_another_file_at_the_same_path_is_refused(init_run, tmp_pa
   other = tmp_path / file.name
   torchvision_file(other, tiny_config(), seed=1)
   with pytest.raises(errors.ConfigError, match=r"differs in: model.init, model.init_sha256\)"):
-    train.train_and_evaluate(one_step_config(init=str(other)), tmp_path / "run")
+    loop.train_and_evaluate(one_step_config(init=str(other)), tmp_path / "run")
   shutil.copy(other, file)  # the same path, other contents
   with pytest.raises(errors.ConfigError, match=r"differs in: model.init_sha256\)"):
-    train.train_and_evaluate(one_step_config(init=str(file)), tmp_path / "run")
+    loop.train_and_evaluate(one_step_config(init=str(file)), tmp_path / "run")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -107,18 +109,18 @@ def test_a_file_of_another_architecture_stops_before_anything_is_written(tmp_pat
   np.savez(file, **state_dict)
   with pytest.raises(errors.ConfigError, match=f"^config.model.init={file} is not a torchvision resnet18 state dict: "
                      f"{message}$"):
-    train.train_and_evaluate(one_step_config(init=str(file)), tmp_path / "run")
+    loop.train_and_evaluate(one_step_config(init=str(file)), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
 def test_a_missing_or_unreadable_file_is_named(tmp_path):
   with pytest.raises(errors.MissingInputError, match=f"config.model.init={tmp_path}/nowhere.pth: no such file; .*"
                      "resnet18-f37072fd.pth"):
-    train.train_and_evaluate(one_step_config(init=str(tmp_path / "nowhere.pth")), tmp_path / "run")
+    loop.train_and_evaluate(one_step_config(init=str(tmp_path / "nowhere.pth")), tmp_path / "run")
   damaged = tmp_path / "damaged.npz"
   damaged.write_bytes(b"not a zip file")
   with pytest.raises(errors.CorruptInputError, match=f"config.model.init={damaged} cannot be read as a state dict"):
-    train.train_and_evaluate(one_step_config(init=str(damaged)), tmp_path / "run")
+    loop.train_and_evaluate(one_step_config(init=str(damaged)), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 

@@ -13,9 +13,10 @@ import pytest
 import scipy.io
 from ml_collections import ConfigDict
 
-from dapose_jax import skeletons
-from dapose_jax.data import build, pipeline, sources
+from dapose_jax.commands import build
+from dapose_jax.data import pipeline, sources
 from dapose_jax.data.builders import human36m, surreal
+from dapose_jax.pose import skeletons
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_SURREAL = SHARED / "samples" / "surreal"

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dapose_jax import browse, drawing, skeletons, train
-from dapose_jax.data import sources, transforms
+from dapose_jax.augment import transforms
+from dapose_jax.commands import browse
+from dapose_jax.data import sources
+from dapose_jax.plots import drawing
+from dapose_jax.pose import skeletons
+from dapose_jax.run import loop
 from configs import demo
 
 SMOKE = "--config=configs/demo.py:smoke"
@@ -23,7 +27,7 @@ def run_browse(*args):
 def test_train_samples_are_the_first_training_batch_of_a_run():
   config = demo.get_config("smoke")
   shown = list(itertools.islice(browse.samples(config, "target", "train"), 3))
-  _, target_batches = train.train_iterators(config, train.train_sources(config), start=0)
+  _, target_batches = loop.train_iterators(config, loop.train_sources(config), start=0)
   trained = next(target_batches)
   for i, sample in enumerate(shown):
     assert np.array_equal(sample["image"], trained["image"][i])

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from dapose_jax import cli
+from dapose_jax.commands import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

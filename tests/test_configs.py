@@ -6,7 +6,8 @@ import runpy
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base, methods, variants
+from dapose_jax import errors, methods
+from dapose_jax.config import defaults, variants
 from dapose_jax.data import sources
 from dapose_jax.data.synthetic import SyntheticPose
 
@@ -66,10 +67,19 @@ def test_animal_targets_of_the_mean_teacher_methods_take_a_fixed_crop_and_uncolo
 
 
 def test_config_keypoint_sets_come_from_the_data_sets():
-  assert config_base.domain("synthetic").keypoint_set == SyntheticPose.keypoint_set.name == "body16"
+  assert defaults.domain("synthetic").keypoint_set == SyntheticPose.keypoint_set.name == "body16"
   assert get_config("rhd_h3d.py").source.keypoint_set == "hand21"
   assert get_config("surreal_lsp.py").target.keypoint_set == "body16"
-  assert sources.dataset_keypoint_set("synanimal_hound").name == "animal14"
+  assert defaults.domain("synanimal_hound_sheep").keypoint_set == "animal14"
+  with pytest.raises(errors.ConfigError, match="unknown data set 'lspp'"):
+    defaults.domain("lspp")
+
+
+def test_every_builder_stores_the_keypoint_set_that_configs_record():
+  from dapose_jax.data import builders
+
+  for name, builder in builders.REGISTRY.items():
+    assert defaults.domain(name).keypoint_set == builder.keypoint_set(), name
 
 
 def test_a_source_refuses_a_config_with_another_keypoint_set():
@@ -82,6 +92,6 @@ def test_a_source_refuses_a_config_with_another_keypoint_set():
 
 
 def test_a_data_config_cannot_claim_another_keypoint_set_than_its_data_set():
-  assert config_base.domain("lsp", keypoint_set="body16").keypoint_set == "body16"
+  assert defaults.domain("lsp", keypoint_set="body16").keypoint_set == "body16"
   with pytest.raises(ValueError, match="'lsp' stores body16 keypoints"):
-    config_base.domain("lsp", keypoint_set="hand21")
+    defaults.domain("lsp", keypoint_set="hand21")

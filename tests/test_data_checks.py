@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dapose_jax import errors, skeletons
-from dapose_jax.data import build, pipeline, sources
+from dapose_jax import errors
+from dapose_jax.commands import build
+from dapose_jax.data import pipeline, sources
 from dapose_jax.data.builders import common
+from dapose_jax.pose import skeletons
 from tests.test_animal_datasets import write_synanimal
 from tests.test_body_datasets import write_h36m_subject
 from tests.test_hand_datasets import write_freihand, write_h3d
@@ -150,7 +152,7 @@ def test_a_corrupt_stored_sample_fails_training_with_the_data_set_split_and_inde
   assert source[1]["image"].shape == (*SIZES[1], 3)
   message = (f"data set 'lsp' split 'test' sample 2 cannot be decoded (AttributeError: 'NoneType' object has no "
              f"attribute 'astype'); delete {tmp_path / 'tfds' / 'lsp' / '1.0.0'} and build it again with python -m "
-             f"dapose_jax.data.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'tfds'} (a build "
+             f"dapose_jax.commands.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'tfds'} (a build "
              "checks every image)")
   with pytest.raises(sources.CorruptSampleError) as failed:
     source[2]
@@ -161,7 +163,7 @@ def test_a_corrupt_stored_sample_fails_training_with_the_data_set_split_and_inde
 
 
 def run_build(*args):
-  return subprocess.run([sys.executable, "-m", "dapose_jax.data.build", *args], capture_output=True, text=True,
+  return subprocess.run([sys.executable, "-m", "dapose_jax.commands.build", *args], capture_output=True, text=True,
                         timeout=120)
 
 

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base, errors, skeletons
-from dapose_jax.data import build, pairs, pipeline, sources
+from dapose_jax import errors
+from dapose_jax.commands import build
+from dapose_jax.config import defaults
+from dapose_jax.data import pairs, pipeline, sources
 from dapose_jax.data.builders import human36m, surreal
+from dapose_jax.pose import skeletons
 from tests.test_body_datasets import BODY16_FROM_H36M, H36M17, write_processed_release, write_surreal_clip
 
 FRAME_SIZE = (160, 120)  # (width, height) of the fixture's frames
@@ -221,7 +224,7 @@ def test_h36m_copies_of_a_frame_in_the_test_split_pair_with_the_other_frame(h36m
 
 def test_h36m_train_iterator_batches_pairs_with_one_augmentation_per_pair(h36m):
   paired = h36m["paired"]
-  augment = ConfigDict(config_base.augment(30.0))
+  augment = ConfigDict(defaults.augment(30.0))
   batch = next(pipeline.train_iterator(paired, batch_size=4, image_size=32, augment=augment, seed=3, pairs=True))
   assert set(batch) == {"base", "driving"}
   for part in batch.values():

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import browse, config_base, device_augment, errors, methods, parallel, train
+from dapose_jax import errors, methods, parallel
+from dapose_jax.augment import device_augment
+from dapose_jax.commands import browse
+from dapose_jax.config import defaults
 from dapose_jax.data import pipeline
+from dapose_jax.run import loop
 from tests.test_train import tiny_config
 
 SIZE = 32
@@ -111,7 +115,7 @@ def test_config_switches_the_device_augmentation_and_refuses_bad_ranges():
 def test_with_on_device_the_host_only_resizes_and_pads_any_aspect_ratio():
   image = np.random.default_rng(0).integers(0, 256, (20, 40, 3)).astype(np.uint8)
   source = [{"image": image, "keypoints": np.array([[10.0, 4.0]], np.float32), "visible": np.ones(1, np.float32)}]
-  augment = ConfigDict(config_base.augment(30.0))
+  augment = ConfigDict(defaults.augment(30.0))
   augment.on_device = True
   batch = next(pipeline.train_iterator(source, batch_size=1, image_size=16, augment=augment, seed=0))
   assert batch["image"].shape == (1, 16, 16, 3)
@@ -124,7 +128,7 @@ def test_browse_shows_the_batches_as_the_train_step_augments_them():
   host = [s["image"] for s in itertools.islice(browse.samples(config, "source", "train"), 8)]
   config.source.augment.on_device = True
   shown = list(itertools.islice(browse.samples(config, "source", "train"), 8))
-  resized = next(train.train_iterator(config, "source", train.train_sources(config)[0]))
+  resized = next(loop.train_iterator(config, "source", loop.train_sources(config)[0]))
   expected = jax.device_get(device_augment.augment_at(config.seed, 1, resized, device_augment.from_config(config,
                                                                                                           "source")))
   np.testing.assert_array_equal(np.stack([s["image"] for s in shown[:4]]), expected["image"])
@@ -157,19 +161,19 @@ def test_a_run_trains_on_the_device_augmented_batches_and_resumes_bit_identicall
   config = tiny_config(epochs=2, evals={})
   config.update(iters_per_epoch=1, checkpoint_every=1, log_every=1)
   config.source.augment.on_device = config.target.augment.on_device = True
-  state, _ = train.train_and_evaluate(config, tmp_path / "run")
+  state, _ = loop.train_and_evaluate(config, tmp_path / "run")
   records = map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
   losses = [r["loss"] for r in records if r["kind"] == "train"]
   assert len(losses) == 2 and np.isfinite(losses).all() and np.abs(state["weights"]).min() > 0
   expected = []
-  for domain, source in zip(train.DOMAINS, train.train_sources(config)):
-    host = itertools.islice(train.train_iterator(config, domain, source), 2)
+  for domain, source in zip(loop.DOMAINS, loop.train_sources(config)):
+    host = itertools.islice(loop.train_iterator(config, domain, source), 2)
     params = device_augment.from_config(config, domain)
-    augmented = [device_augment.augment_at(train.stream_seed(config, domain), step, batch, params)["image"]
+    augmented = [device_augment.augment_at(loop.stream_seed(config, domain), step, batch, params)["image"]
                  for step, batch in enumerate(host, 1)]
     expected.append(sum(np.asarray(images, np.float64).sum() for images in augmented))
   np.testing.assert_allclose(state["seen"], expected, rtol=1e-6)
   shutil.copytree(tmp_path / "run", tmp_path / "resumed")
   shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "2")
-  resumed, _ = train.train_and_evaluate(config, tmp_path / "resumed")
+  resumed, _ = loop.train_and_evaluate(config, tmp_path / "resumed")
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), jax.device_get(state))

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dapose_jax import drawing, skeletons, workdirs
-from dapose_jax.metric_writers import MetricWriter
+from dapose_jax.plots import drawing
+from dapose_jax.pose import skeletons
+from dapose_jax.storage import workdirs
+from dapose_jax.storage.metric_writers import MetricWriter
 from tests.test_metric_writers import tensorboard_events
 
 # left hand, nose, right hand; limbs hand-nose-hand

@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import evaluators, inputs, metrics, methods, parallel, skeletons
+from dapose_jax import evaluators, methods, parallel
 from dapose_jax.evaluators import evalpose
+from dapose_jax.pose import keypoints, metrics, skeletons
 from tests.test_train import tiny_config
 
 BODY16 = skeletons.BODY16
@@ -103,7 +104,7 @@ class TPoses:
 def test_the_evaluator_reports_evalpose_in_percent_over_the_images():
   config = tiny_config()  # 32 px images, 8 px heatmaps, evaluation batches of 8
   source = TPoses(11)  # a last batch of 3 real samples and 5 padding ones
-  truth, _ = inputs.heatmap_targets(config, {"keypoints": source.keypoints[None], "visible": np.ones((1, 16))})
+  truth, _ = keypoints.heatmap_targets(config, {"keypoints": source.keypoints[None], "visible": np.ones((1, 16))})
   perfect = lambda state, images: jnp.broadcast_to(truth, images.shape[:1] + truth.shape[1:])
   corner = lambda state, images: jnp.zeros(images.shape[:1] + truth.shape[1:]).at[:, 0, 0].set(1.0)
   make = lambda predict: evalpose.EvalPose(predict, source, BODY16, config=config, mesh=parallel.make_mesh(),

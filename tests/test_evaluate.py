@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dapose_jax import errors, evaluate, evaluators, inference, inputs, parallel, skeletons, train
+from dapose_jax import errors, evaluators, parallel
+from dapose_jax.commands import evaluate
 from dapose_jax.evaluators import coordinates
+from dapose_jax.pose import keypoints, skeletons
+from dapose_jax.run import finished, loop
 from tests.test_train import tiny_config
 
 
@@ -27,7 +30,7 @@ def trained_run():
   tests use it too."""
   root = pathlib.Path(tempfile.mkdtemp(prefix="dapose_evaluate_"))
   atexit.register(shutil.rmtree, root, ignore_errors=True)
-  train.train_and_evaluate(tiny_config(), root / "run")
+  loop.train_and_evaluate(tiny_config(), root / "run")
   return root / "run"
 
 
@@ -43,7 +46,7 @@ def tables(entry):
 
 def run_evaluation(config, checkpoint, **settings):
   mesh = parallel.make_mesh()
-  model = inference.load(config, checkpoint, mesh)
+  model = finished.load(config, checkpoint, mesh)
   evals = evaluate.evaluations(model.config.evals.to_dict(), split="test", domains=evaluators.DOMAINS, **settings)
   return model, evaluate.evaluate(model, mesh, evals)[0]
 
@@ -59,15 +62,15 @@ def test_the_final_and_the_best_checkpoint_give_the_numbers_of_results_json():
   model, final = run_evaluation(tiny_config(), run)  # a run folder: its newest checkpoint
   assert model.checkpoint.path == run / "checkpoints" / "6"
   assert final == tables(results["final"])
-  model, best = run_evaluation(inference.recorded_config(run / "config.json"), run / "best")
+  model, best = run_evaluation(finished.read_config(run / "config.json"), run / "best")
   assert model.checkpoint.path == run / "best" / str(best_step)
   assert best == tables(results["best"])
 
 
 def test_a_step_folder_names_that_checkpoint():
   run = trained_run()
-  assert inference.locate(run / "checkpoints" / "3") == inference.Checkpoint(run / "checkpoints", 3, run)
-  assert inference.locate(run / "best") == inference.Checkpoint(run / "best", 3, run)
+  assert finished.locate(run / "checkpoints" / "3") == finished.Checkpoint(run / "checkpoints", 3, run)
+  assert finished.locate(run / "best") == finished.Checkpoint(run / "best", 3, run)
 
 
 @pytest.mark.parametrize("where, error, message", [
@@ -77,14 +80,14 @@ def test_a_step_folder_names_that_checkpoint():
 ])
 def test_a_path_without_a_checkpoint_is_named(where, error, message):
   with pytest.raises(error, match=message) as raised:
-    inference.locate(trained_run() / where)
+    finished.locate(trained_run() / where)
   assert str(trained_run() / where) in str(raised.value)
 
 
 def test_an_empty_checkpoint_folder_says_so(tmp_path):
   (tmp_path / "checkpoints").mkdir()
   with pytest.raises(errors.MissingInputError, match=r"no checkpoint in .*checkpoints: the run has not written one"):
-    inference.locate(tmp_path)
+    finished.locate(tmp_path)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -97,13 +100,13 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_difference(change, 
   config = tiny_config()
   change(config)
   with pytest.raises(errors.ConfigError, match=message) as raised:
-    inference.load(config, trained_run(), parallel.make_mesh())
+    finished.load(config, trained_run(), parallel.make_mesh())
   assert f"--config={trained_run() / 'config.json'}" in str(raised.value)
 
 
 def test_a_method_without_pose_output_is_refused():
   with pytest.raises(errors.ConfigError, match="'style_decoder' has no pose output"):
-    inference.load(tiny_config(method="style_decoder"), trained_run(), parallel.make_mesh())
+    finished.load(tiny_config(method="style_decoder"), trained_run(), parallel.make_mesh())
 
 
 def test_evaluations_choose_domains_split_thresholds_and_more_metrics():
@@ -163,7 +166,7 @@ class Figure:
 def peaked_at(source, shift):
   """A predict function whose heatmaps peak at the (all visible) keypoints moved by ``shift`` heatmap pixels."""
   config = tiny_config()
-  maps, _ = inputs.heatmap_targets(config, {"keypoints": source.keypoints[None] + 4 * np.asarray(shift, np.float32),
+  maps, _ = keypoints.heatmap_targets(config, {"keypoints": source.keypoints[None] + 4 * np.asarray(shift, np.float32),
                                             "visible": np.ones((1, 16))})
   return lambda state, images: jnp.broadcast_to(maps, images.shape[:1] + maps.shape[1:])
 

@@ -4,8 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import evaluators, inputs, methods, parallel, skeletons, train
+from dapose_jax import evaluators, methods, parallel
 from dapose_jax.evaluators import pck
+from dapose_jax.pose import keypoints, skeletons
+from dapose_jax.run import loop
 from tests.test_train import tiny_config
 
 
@@ -33,7 +35,7 @@ def evaluator(config, predict, source, **settings):
 def test_pck_of_a_perfect_and_of_a_useless_prediction(aggregation):
   config = tiny_config()  # 32 px images, 8 px heatmaps, evaluation batches of 8
   source = FixedPose(11)  # a last batch of 3 real samples and 5 padding ones
-  truth, _ = inputs.heatmap_targets(config, {"keypoints": source.keypoints[None], "visible": np.ones((1, 16))})
+  truth, _ = keypoints.heatmap_targets(config, {"keypoints": source.keypoints[None], "visible": np.ones((1, 16))})
   perfect = lambda state, images: jnp.broadcast_to(truth, images.shape[:1] + truth.shape[1:])
   corner = lambda state, images: jnp.zeros(images.shape[:1] + truth.shape[1:]).at[:, 0, 0].set(1.0)
   groups = set(skeletons.BODY16.groups)
@@ -64,11 +66,11 @@ def test_select_on_naming_no_evaluator_value_stops_before_anything_is_written(tm
   for select_on, message in [("tagret", "names no evaluator"), ("target/wirst", "has no value 'wirst'")]:
     config = tiny_config(select_on=select_on)
     with pytest.raises(ValueError, match=message):
-      train.train_and_evaluate(config, tmp_path / "run")
+      loop.train_and_evaluate(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_select_on_names_an_evaluator_or_one_of_its_values():
   evals = {name: evaluator(tiny_config(), None, FixedPose(1)) for name in ("source", "target")}
-  assert train._selection(tiny_config(select_on="source"), evals) == ("source", "all")  # the headline
-  assert train._selection(tiny_config(select_on="target/wrist"), evals) == ("target", "wrist")
+  assert loop._selection(tiny_config(select_on="source"), evals) == ("source", "all")  # the headline
+  assert loop._selection(tiny_config(select_on="target/wrist"), evals) == ("target", "wrist")

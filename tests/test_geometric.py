@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import errors, methods, parallel, style_net, train
+from dapose_jax import errors, methods, parallel
+from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import geometric, mean_teacher, reconstruction
+from dapose_jax.run import loop
 from tests.test_configs import get_config
 from tests.test_method_contract import method_config
 from tests.test_parallel import random_batch
@@ -106,7 +108,7 @@ def test_the_stages_pretrain_then_pretrain_the_generator_on_stage_one_keypoints(
   assert (generator.method, generator.reconstruction.keypoints) == ("reconstruction", "predictor")
   assert generator.reconstruction.predictor == own.geometric.pretrained == str(tmp_path / "pretrain" / "best")
   assert own.geometric.generator == str(tmp_path / "reconstruction" / reconstruction.NET)
-  assert {"geometric", "reconstruction", "lifting"} <= set(methods.recorded_config(own))
+  assert {"geometric", "reconstruction", "lifting"} <= set(methods.as_recorded(own))
   for settings in (dict(ablation="pseudo"), dict(generator="/given/reconstruction.msgpack")):
     assert [s.name for s in methods.get("geometric").stages(geometric_config(**settings), tmp_path)] == [
         "pretrain", "geometric"]
@@ -118,7 +120,7 @@ def test_the_stages_pretrain_then_pretrain_the_generator_on_stage_one_keypoints(
 ])
 def test_a_bad_setting_is_one_config_error(tmp_path, settings, message):
   with pytest.raises(errors.ConfigError, match=message) as raised:
-    train.run(geometric_config(**settings), tmp_path)
+    loop.run(geometric_config(**settings), tmp_path)
   assert "\n" not in str(raised.value) and not any(tmp_path.iterdir())
 
 
@@ -136,7 +138,7 @@ def test_a_tiny_run_trains_all_stages_and_logs_the_diagnostics(tmp_path):
   config.reconstruction.steps = 2
   config.target.pairs = True
   config.evals.target_labels = dict(type="pseudo_labels", domain="target", split="train", count=8)
-  _, results = train.run(config, tmp_path)
+  _, results = loop.run(config, tmp_path)
   assert (tmp_path / "reconstruction" / reconstruction.NET).is_file()
   assert (tmp_path / "reconstruction" / reconstruction.PICTURE).is_file()
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -12,8 +12,9 @@ import pytest
 from ml_collections import ConfigDict
 from PIL import Image
 
-from dapose_jax import skeletons
-from dapose_jax.data import build, sources
+from dapose_jax.commands import build
+from dapose_jax.data import sources
+from dapose_jax.pose import skeletons
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples"
 FINGERS = ("thumb", "index", "middle", "ring", "little")

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import keypoints
+from dapose_jax.pose import keypoints
 
 
 def reference_generate_target(joints, visible, heatmap_size, sigma, image_size):

@@ -4,9 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import config_base, errors, lifting, losses
+from dapose_jax import errors
+from dapose_jax.auxiliary import lifting
+from dapose_jax.config import defaults
 from dapose_jax.data.synthetic import SyntheticPose
-from dapose_jax.skeletons import BODY16, HAND21
+from dapose_jax.pose import losses
+from dapose_jax.pose.skeletons import BODY16, HAND21
 
 TREE = lifting.kinematic_tree(BODY16)
 
@@ -129,7 +132,7 @@ def rendered(style, split, n):
 
 
 def test_a_lifter_trained_on_rendered_poses_beats_the_mean_pose_and_reprojects_close_to_its_input():
-  config = config_base.base_config().lifting
+  config = defaults.base_config().lifting
   config.update(width=128, steps=400, batch_size=128)
   train = rendered("source", "train", 1024)
   params, constraints, _ = lifting.train(config, BODY16, *train)
@@ -153,7 +156,7 @@ def test_a_lifter_trained_on_rendered_poses_beats_the_mean_pose_and_reprojects_c
                                         ("angle_percentiles", (99.0, 1.0)), ("tau3d", 0.0),
                                         ("overlap_threshold", 1.5)])
 def test_bad_lifting_settings_are_config_errors_naming_the_key(key, value):
-  config = config_base.base_config().lifting
+  config = defaults.base_config().lifting
   config[key] = value
   with pytest.raises(errors.ConfigError, match=f"config.lifting.{key}="):
     lifting.check(config)

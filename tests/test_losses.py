@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import losses
+from dapose_jax.pose import losses
 
 
 def test_heatmap_mse_half_squared_error_weighted_mean_over_all_keypoints():

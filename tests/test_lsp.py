@@ -10,9 +10,11 @@ import scipy.io
 from ml_collections import ConfigDict
 from PIL import Image
 
-from dapose_jax import skeletons
-from dapose_jax.data import build, pipeline, sources, transforms
+from dapose_jax.augment import transforms
+from dapose_jax.commands import build
+from dapose_jax.data import pipeline, sources
 from dapose_jax.data.builders import lsp
+from dapose_jax.pose import skeletons
 
 REAL_LSP = Path(__file__).resolve().parents[2] / "shared" / "data" / "lsp"
 SIZES = [(40, 30), (32, 48), (50, 50), (36, 44)]  # (height, width) of the fixture images
@@ -89,7 +91,7 @@ def test_unbuilt_dataset_error_says_where_to_get_it_and_how_to_build(tmp_path):
   with pytest.raises(sources.MissingDatasetError) as error:
     sources.make_source(config("lsp", tmp_path / "empty"), "test")
   message = str(error.value)
-  assert f"python -m dapose_jax.data.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'empty'}" \
+  assert f"python -m dapose_jax.commands.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'empty'}" \
       in message
   assert "lsp_dataset.zip" in message and "images/im0001.jpg" in message and "joints.mat" in message
 
@@ -150,7 +152,7 @@ def test_interrupted_build_is_never_read_and_a_rerun_builds(tmp_path, monkeypatc
 def test_synthetic_lsp_config(tmp_path):
   import runpy
 
-  from dapose_jax import train
+  from dapose_jax.run import loop
 
   get_config = runpy.run_path(str(Path(__file__).resolve().parents[1] / "configs" / "synthetic_lsp.py"))["get_config"]
   for variant in ("", "regda"):
@@ -160,8 +162,8 @@ def test_synthetic_lsp_config(tmp_path):
     assert c.target.resize_pad and c.target.augment.resize_pad and not c.target.augment.enabled
     assert "test_size" not in c.target  # LSP is always evaluated on all of its images
     c.target.data_dir = str(tmp_path / "empty")
-    with pytest.raises(sources.MissingDatasetError, match="dapose_jax.data.build --dataset lsp"):
-      train.run(c, tmp_path / "run")
+    with pytest.raises(sources.MissingDatasetError, match="dapose_jax.commands.build --dataset lsp"):
+      loop.run(c, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

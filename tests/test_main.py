@@ -50,8 +50,9 @@ TASKS = ["surreal_lsp", "surreal_h36m", "rhd_h3d", "freihand_rhd", "synanimal_ti
 def test_task_configs_need_their_weight_files_and_real_data_and_stop_before_writing(task, variant, tmp_path):
   import importlib
 
-  from dapose_jax import errors, train
+  from dapose_jax import errors
   from dapose_jax.data.sources import MissingDatasetError
+  from dapose_jax.run import loop
 
   config = importlib.import_module(f"configs.{task}").get_config(variant)
   assert config.model.backbone == "resnet101" and config.image_size == 256 and config.batch_size == 32
@@ -60,14 +61,14 @@ def test_task_configs_need_their_weight_files_and_real_data_and_stop_before_writ
     config.geometric.ablation = "reconstruction"  # the lifter knows no animal skeleton
   with pytest.raises(errors.ConfigError, match="^config.model.init is required: .* download resnet101-63fe2227.pth "
                      r"\(https://download.pytorch.org/models/resnet101-63fe2227.pth\) .*config.model.init=none"):
-    train.run(config, tmp_path / "run")
+    loop.run(config, tmp_path / "run")
   config.model.init = "none"
   if variant in ("mean_teacher", "daml", "geometric"):  # they stylise with AdaIN
     with pytest.raises(errors.ConfigError, match="^config.style.encoder is required: .*vgg_normalised.pth"):
-      train.run(config, tmp_path / "run")
+      loop.run(config, tmp_path / "run")
     config.style.encoder = "none"
   with pytest.raises(MissingDatasetError, match=config.source.name):
-    train.run(config, tmp_path / "run")
+    loop.run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 

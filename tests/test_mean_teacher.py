@@ -7,8 +7,8 @@ import orbax.checkpoint as ocp
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base
-from dapose_jax.data import transforms
+from dapose_jax.augment import transforms
+from dapose_jax.config import defaults
 from dapose_jax.methods import common, mean_teacher, source_only
 from dapose_jax.models import pose, style
 from tests.test_parallel import random_batch
@@ -105,7 +105,7 @@ def test_configure_leaves_only_the_base_crop_to_the_target_pipeline():
   assert config.source.augment.rotation == 30.0
   # LSP (tllib's fixed transform, augmentation off) gets the base crop of its padded square, as UDAPE's LSP_mt
   lsp = mt_config()
-  lsp.target = config_base.domain("lsp", keypoint_set="body16", data_dir="x")
+  lsp.target = defaults.domain("lsp", keypoint_set="body16", data_dir="x")
   assert not lsp.target.augment.enabled
   augment = mean_teacher.configure(lsp).target.augment
   assert augment.enabled and augment.resize_pad and (augment.scale_min, augment.scale_max) == (0.6, 1.3)
@@ -119,7 +119,7 @@ def test_stage_one_is_stylised_source_only_mse_adam():
   assert stage1.method == "source_only" and stage1.epochs == config.daml.pretrain_epochs
   assert (stage1.source_only.loss, stage1.source_only.optimizer, stage1.source_only.stylise_prob) == (
       "mse", "adam", 0.5)
-  reference = config_base.base_config()
+  reference = defaults.base_config()
   assert reference.daml.pretrain.lr == 1e-4 and reference.daml.pretrain_epochs == 40
   assert (reference.daml.feature_weight, reference.daml.pose_weight, reference.daml.teacher_style_prob) == (
       0.1, 0.3, 0.0)

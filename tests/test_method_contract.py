@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import evaluators, methods, parallel, skeletons
+from dapose_jax import evaluators, methods, parallel
+from dapose_jax.pose import skeletons
 from tests.test_parallel import random_batch
 from tests.test_train import tiny_config
 
@@ -26,9 +27,9 @@ def method_config(name):
 def test_the_registry_holds_every_method_once_by_its_name():
   assert set(methods.NAMES) == {"source_only", "regda", "mean_teacher", "daml", "style_decoder", "reconstruction",
                                 "geometric"}
-  for name, method in methods.REGISTRY.items():
-    assert method.name == name and methods.get(name) is method
-  assert len({m.own_section for m in methods.REGISTRY.values()}) == len(methods.NAMES)
+  for name in methods.NAMES:
+    assert methods.get(name).name == name and methods.get(name) is methods.get(name)
+  assert len({methods.get(name).own_section for name in methods.NAMES}) == len(methods.NAMES)
 
 
 @pytest.mark.parametrize("name", methods.NAMES)
@@ -96,10 +97,10 @@ def test_style_network_stage_comes_first_and_is_named_in_every_later_stage(tmp_p
   assert [s.name for s in methods.get("mean_teacher").stages(config, tmp_path)] == ["pretrain", "mean_teacher"]
 
 
-def test_recorded_config_leaves_out_the_sections_of_unused_methods():
-  recorded = methods.recorded_config(method_config("regda"))
+def test_the_recorded_config_leaves_out_the_sections_of_unused_methods():
+  recorded = methods.as_recorded(method_config("regda"))
   assert "regda" in recorded and not {"source_only", "mean_teacher", "daml", "style"} & set(recorded)
   stylised = method_config("source_only")
   stylised.source_only.stylise_prob = 0.5
-  assert {"source_only", "style"} <= set(methods.recorded_config(stylised))
-  assert "style" not in methods.recorded_config(method_config("source_only"))
+  assert {"source_only", "style"} <= set(methods.as_recorded(stylised))
+  assert "style" not in methods.as_recorded(method_config("source_only"))

@@ -6,8 +6,8 @@ import struct
 
 from tensorboardX.proto import event_pb2
 
-from dapose_jax import workdirs
-from dapose_jax.metric_writers import MetricWriter
+from dapose_jax.storage import workdirs
+from dapose_jax.storage.metric_writers import MetricWriter
 
 
 def tensorboard_events(directory):

@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import metrics
+from dapose_jax.pose import metrics
 
 
 def maps_with_peaks(points, size=64):

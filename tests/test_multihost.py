@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from dapose_jax import evaluate, inference, parallel, train
+from dapose_jax import parallel
+from dapose_jax.commands import evaluate
+from dapose_jax.run import finished, loop
 from tests.test_train import finished_run, tiny_config, without_rates  # noqa: F401  (finished_run: a fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -73,11 +75,11 @@ def evaluations_are_of_the_checkpoints(workdir):
   """The evaluations a run wrote (metrics.jsonl, results.json) are those of its checkpoints, evaluated again here in
   one process of 4 devices: exactly, as the same parameters give the same predictions on any device layout."""
   mesh = parallel.make_mesh()
-  config = inference.recorded_config(workdir / "config.json")
+  config = finished.read_config(workdir / "config.json")
   written = {r["step"]: {k: v for k, v in r.items() if k not in ("step", "kind")}
              for r in records(workdir) if r["kind"] == "eval"}
   for step, tables in written.items():
-    model = inference.load(config, workdir / "checkpoints" / str(step), mesh)
+    model = finished.load(config, workdir / "checkpoints" / str(step), mesh)
     results, _ = evaluate.evaluate(model, mesh, config.evals.to_dict())
     assert json.loads(json.dumps(results)) == tables, f"step {step}"
   results = json.loads((workdir / "results.json").read_text())
@@ -119,7 +121,7 @@ def test_a_checkpoint_of_two_processes_resumes_in_one_and_the_reverse(finished_r
     shutil.copytree(written_by, resumed)
     shutil.rmtree(resumed / "checkpoints" / "6")
     (resumed / "results.json").unlink()
-  train.train_and_evaluate(tiny_config(), tmp_path / "in_one")
+  loop.train_and_evaluate(tiny_config(), tmp_path / "in_one")
   launch(tmp_path / "in_two", processes=2, devices_per_process=2)
   for written_by, resumed in ((two, "in_one"), (one, "in_two")):
     got, expected = records(tmp_path / resumed), records(written_by)

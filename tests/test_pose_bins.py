@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dapose_jax import drawing, errors, evaluate, inputs, parallel, pose_vae, skeletons
+from dapose_jax import errors, parallel
+from dapose_jax.auxiliary import pose_vae
+from dapose_jax.commands import evaluate
 from dapose_jax.data import sources
 from dapose_jax.evaluators import pose_bins
+from dapose_jax.plots import drawing
+from dapose_jax.pose import keypoints, skeletons
 from tests.test_train import tiny_config
 
 SOURCE_SIZE = 64
@@ -97,7 +101,7 @@ def test_a_split_is_binned_with_the_sources_range_and_clipped_into_the_end_bins(
 def test_per_bin_pck_and_evalpose_count_the_right_images_of_each_bin(hand_scores, monkeypatch):
   figures = Figures(6)
   scored_as(monkeypatch, [0.1, 0.2, 0.3, 0.4, 0.9, 0.95])  # bins 1, 1, 2, 2, 4, 4; bin 3 empty
-  perfect, _ = inputs.heatmap_targets(config_with(), {"keypoints": figures.keypoints, "visible": figures.visible})
+  perfect, _ = keypoints.heatmap_targets(config_with(), {"keypoints": figures.keypoints, "visible": figures.visible})
   wrong = np.zeros((8, 8, 16), np.float32)
   wrong[0, 0] = 1  # every keypoint at cell (0, 0): off by 2 cells or more, and every angle collapses to 0
   right = [True, True, True, False, False, False]

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import cli, errors, pose_vae
+from dapose_jax import errors
+from dapose_jax.auxiliary import pose_vae
+from dapose_jax.commands import cli
 from dapose_jax.data import sources
 from tests.test_train import tiny_config
 
@@ -112,7 +114,7 @@ def test_the_command_writes_a_score_per_source_sample_tied_to_its_data(scored_ru
   vae, params = pose_vae.load_params(config.pose_vae, 16, path.parent)
   np.testing.assert_allclose(record["scores"], pose_vae.score(vae, params, keypoints, visible), rtol=1e-6)
   np.testing.assert_array_equal(pose_vae.load_scores(path, config.source, source), record["scores"])
-  assert cli.COMMANDS["pose_vae"][0] == "dapose_jax.pose_vae"
+  assert cli.COMMANDS["pose_vae"][0] == "dapose_jax.commands.pose_vae"
 
 
 @pytest.mark.parametrize("change, message", [

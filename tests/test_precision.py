@@ -8,23 +8,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import inputs, train
+from dapose_jax.augment import device_augment
 from dapose_jax.methods import common
 from dapose_jax.models import pose
+from dapose_jax.pose import keypoints
+from dapose_jax.run import loop
 from tests.test_train import tiny_config
 
 
 def first_batch(config):
-  return next(train.train_iterator(config, "source", train.train_sources(config)[0]))
+  return next(loop.train_iterator(config, "source", loop.train_sources(config)[0]))
 
 
 def loss_and_grads(config, variables, batch):
   model = pose.build_model(config)
-  heatmaps, weights = inputs.heatmap_targets(config, batch)
+  heatmaps, weights = keypoints.heatmap_targets(config, batch)
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                               inputs.normalize(batch["image"]), train=True, mutable=["batch_stats"])
+                               device_augment.normalize(batch["image"]), train=True, mutable=["batch_stats"])
     return common.heatmap_loss("mse")(out["heatmaps"], heatmaps, weights), updates["batch_stats"]
 
   (loss, stats), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(variables["params"])
@@ -61,7 +63,7 @@ def test_a_short_bfloat16_run_trains_as_the_float32_run(tmp_path):
     config = tiny_config(iters_per_epoch=10)
     config.model.dtype = dtype
     config.eval_every = config.checkpoint_every = 10
-    _, results = train.train_and_evaluate(config, tmp_path / dtype)
+    _, results = loop.train_and_evaluate(config, tmp_path / dtype)
     assert results["final"]["step"] == 20
     records = map(json.loads, (tmp_path / dtype / "metrics.jsonl").read_text().splitlines())
     losses[dtype] = [r["loss"] for r in records if r["kind"] == "train"]

@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import evaluators, methods, parallel, skeletons, train
+from dapose_jax import evaluators, methods, parallel
 from dapose_jax.evaluators import pseudo_labels
 from dapose_jax.methods import base
+from dapose_jax.pose import skeletons
+from dapose_jax.run import loop
 from tests.test_train import tiny_config
 
 K = 16
@@ -142,5 +144,5 @@ def test_a_method_without_pseudo_labels_stops_before_anything_is_written(tmp_pat
   with pytest.raises(ValueError, match=message):
     evaluators.from_config(config_with(), methods.get("source_only"), parallel.make_mesh())
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(config_with(), tmp_path / "run")
+    loop.train_and_evaluate(config_with(), tmp_path / "run")
   assert not (tmp_path / "run").exists()

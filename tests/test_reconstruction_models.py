@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import keypoints
 from dapose_jax.models import reconstruction
+from dapose_jax.pose import keypoints
 
 SIZE = 32  # image side
 K = 3

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import cli, errors, reconstruction_training, style_net
+from dapose_jax import errors
+from dapose_jax.auxiliary import style_net
+from dapose_jax.commands import cli, reconstruction as reconstruction_command
 from dapose_jax.data import pipeline, synthetic
 from dapose_jax.methods import reconstruction as rm
 from tests.test_train import tiny_config
@@ -88,7 +90,7 @@ def first_pair_batch(config, batch_size):
 def trained(tmp_path_factory):
   """The command's network after STEPS steps of the training loop."""
   workdir = tmp_path_factory.mktemp("reconstruction")
-  return workdir, reconstruction_training.train_generator(small_config(), workdir)
+  return workdir, reconstruction_command.train_generator(small_config(), workdir)
 
 
 def test_training_lowers_the_loss_of_the_first_batch(trained):
@@ -118,7 +120,7 @@ def test_the_network_is_written_with_a_picture_and_the_training_folder_goes(trai
 def test_an_existing_network_is_reused(trained):
   workdir, path = trained
   stamp = path.stat().st_mtime_ns
-  assert reconstruction_training.train_generator(small_config(steps=1), workdir) == path
+  assert reconstruction_command.train_generator(small_config(steps=1), workdir) == path
   assert path.stat().st_mtime_ns == stamp
 
 
@@ -132,12 +134,12 @@ def test_an_existing_network_is_reused(trained):
 ])
 def test_a_bad_setting_is_one_config_error_before_anything_is_written(tmp_path, overrides, message):
   with pytest.raises(errors.ConfigError, match=message) as raised:
-    reconstruction_training.train_generator(small_config(**overrides), tmp_path)
+    reconstruction_command.train_generator(small_config(**overrides), tmp_path)
   assert "\n" not in str(raised.value) and not any(tmp_path.iterdir())
 
 
 def test_the_command_is_registered():
-  assert cli.COMMANDS["reconstruction"][0] == "dapose_jax.reconstruction_training"
+  assert cli.COMMANDS["reconstruction"][0] == "dapose_jax.commands.reconstruction"
 
 
 def test_a_view_pair_moves_the_keypoints_with_the_image():
@@ -161,7 +163,7 @@ def test_a_view_pair_moves_the_keypoints_with_the_image():
 
 def test_a_source_without_pairs_trains_the_generator_on_two_views(tmp_path):
   config = small_config(driving="view", steps=2, log_every=1)
-  path = reconstruction_training.train_generator(config, tmp_path)
+  path = reconstruction_command.train_generator(config, tmp_path)
   assert path.is_file() and (tmp_path / rm.PICTURE).is_file() and not (tmp_path / "training").exists()
   assert jax.tree.structure(rm.load(config, 16, path)) == jax.tree.structure(rm.template(config, 16))
 

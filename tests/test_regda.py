@@ -6,9 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import inputs, train
+from dapose_jax.augment import device_augment
 from dapose_jax.methods import regda
 from dapose_jax.models import pose
+from dapose_jax.pose import keypoints
+from dapose_jax.run import loop
 from tests.test_parallel import random_batch
 from tests.test_train import tiny_config
 
@@ -42,9 +44,9 @@ def changed_groups(before, after):
 def test_each_update_changes_only_its_parameter_groups(setup):
   config, state, source, target = setup
   lam = regda.warm_start_coefficient(500)
-  label, w_s = inputs.heatmap_targets(config, source)
-  _, w_t = inputs.heatmap_targets(config, target)
-  x_s, x_t = inputs.normalize(source["image"]), inputs.normalize(target["image"])
+  label, w_s = keypoints.heatmap_targets(config, source)
+  _, w_t = keypoints.heatmap_targets(config, target)
+  x_s, x_t = device_augment.normalize(source["image"]), device_augment.normalize(target["image"])
   after_a, loss_a, _ = jax.jit(functools.partial(regda.step_a, config))(state, lam, x_s, label, w_s)
   after_b, loss_b = jax.jit(functools.partial(regda.step_b, config))(state, lam, x_t, w_t)
   after_c, loss_c = jax.jit(functools.partial(regda.step_c, config))(state, lam, x_t, w_t)
@@ -57,7 +59,7 @@ def test_each_update_changes_only_its_parameter_groups(setup):
 def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_positive_sign(setup):
   config, state, source, _ = setup
   model = pose.build_model(config, head="regda")
-  images = inputs.normalize(source["image"])
+  images = device_augment.normalize(source["image"])
   probe = jax.random.normal(jax.random.key(3), (4, config.heatmap_size, config.heatmap_size, 16))
 
   def backbone_grad(scale):
@@ -78,8 +80,8 @@ def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_pos
 
 def test_objectives_select_label_and_sign_of_steps_b_and_c(setup):
   config, state, _, target = setup
-  x_t = inputs.normalize(target["image"])
-  _, w_t = inputs.heatmap_targets(config, target)
+  x_t = device_augment.normalize(target["image"])
+  _, w_t = keypoints.heatmap_targets(config, target)
   losses = {}
   for objective in regda.OBJECTIVES:
     c = regda_config()
@@ -99,7 +101,7 @@ def test_regda_runs_stage_one_then_loads_only_backbone_and_upsampling(tmp_path):
   config = regda_config()
   config.regda.pretrain_epochs = 1
   config.epochs = 1
-  state, results = train.run(config, tmp_path)
+  state, results = loop.run(config, tmp_path)
   assert json.loads((tmp_path / "pretrain" / "config.json").read_text())["select_on"] == "source"
   assert json.loads((tmp_path / "config.json").read_text())["regda"]["pretrained"] == str(tmp_path / "pretrain" / "best")
   assert int(state.step) == config.epochs * config.iters_per_epoch and results["method"] == "regda"
@@ -133,9 +135,9 @@ def test_every_parameter_group_decays_once_per_iteration_as_the_references_lambd
   config.regda.update(momentum=0.0, nesterov=False, weight_decay=0.0, lr_gamma=1e-3)  # lr(1) / lr(5000) = 3.8
   state = jax.jit(functools.partial(regda.init, config))(jax.random.key(0)).replace(step=jnp.asarray(5000))
   lam = regda.warm_start_coefficient(state.step)
-  label, w_s = inputs.heatmap_targets(config, source)
-  _, w_t = inputs.heatmap_targets(config, target)
-  x_s, x_t = inputs.normalize(source["image"]), inputs.normalize(target["image"])
+  label, w_s = keypoints.heatmap_targets(config, source)
+  _, w_t = keypoints.heatmap_targets(config, target)
+  x_s, x_t = device_augment.normalize(source["image"]), device_augment.normalize(target["image"])
   after_a, _, _ = regda.step_a(config, state, lam, x_s, label, w_s)
   after_c, _ = regda.step_c(config, after_a, lam, x_t, w_t)
   objective = regda.OBJECTIVES[config.regda.objective][1]

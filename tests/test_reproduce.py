@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from dapose_jax import cli, methods, skeletons
+from dapose_jax import methods
+from dapose_jax.commands import cli
+from dapose_jax.pose import skeletons
 from experiments import reproduce
 
 METHODS_MD = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "methods.md"

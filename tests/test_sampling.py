@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base, pose_vae, sampling, train
+from dapose_jax.auxiliary import pose_vae
+from dapose_jax.config import defaults
+from dapose_jax.data import sampling
 from dapose_jax.data import pipeline, sources
+from dapose_jax.run import loop
 from tests.test_train import tiny_config
 
 # bin sizes 10, 0, 5, 3, 1 (k = 5): sample n of bin b is one of the SIZES[b - 1] samples of that bin
@@ -96,10 +99,10 @@ def batches(sampler, start, count, augment):
 
 def test_the_stream_holds_the_samplers_draws_and_a_resumed_stream_continues_it_exactly():
   sampler = sampling.Curriculum(SAMPLE_BINS, 5, seed=3, batch_size=4, ramp_steps=6)
-  plain = ConfigDict(config_base.augment(30.0, enabled=False))
+  plain = ConfigDict(defaults.augment(30.0, enabled=False))
   images = np.concatenate([b["image"][:, 0, 0, 0] for b in batches(sampler, 0, 5, plain)])
   np.testing.assert_array_equal(images, [sampler.index(p) for p in range(20)])
-  augmented = ConfigDict(config_base.augment(30.0))
+  augmented = ConfigDict(defaults.augment(30.0))
   whole, resumed = batches(sampler, 0, 5, augmented), batches(sampler, 2, 3, augmented)
   for a, b in zip(whole[2:], resumed):
     np.testing.assert_array_equal(a["image"], b["image"])
@@ -118,7 +121,7 @@ def test_a_bad_sampling_config_is_one_line_naming_the_key(change, message):
   config.sampling.update(change)
   source = sources.make_source(config.source, "train")
   with pytest.raises(ValueError, match=message) as error:
-    train.train_iterator(config, "source", source)
+    loop.train_iterator(config, "source", source)
   assert "\n" not in str(error.value)
 
 
@@ -127,7 +130,7 @@ def test_uniform_sampling_is_the_shuffled_stream_and_the_target_is_never_sampled
   assert sampling.from_config(config, None, 0) is None
   config.sampling.update(name="hm", scores=str(tmp_path / "missing.json"))
   target = sources.make_source(config.target, "train")
-  next(train.train_iterator(config, "target", target))  # the target stream does not read the scores
+  next(loop.train_iterator(config, "target", target))  # the target stream does not read the scores
 
 
 def test_a_short_run_samples_its_source_by_hard_mining(tmp_path):
@@ -136,7 +139,7 @@ def test_a_short_run_samples_its_source_by_hard_mining(tmp_path):
   config.pose_vae.update(steps=20, widths=(16,), latent=2, batch_size=8, log_every=10)
   scores = pose_vae.run(config, tmp_path)
   config.sampling.update(name="hm", scores=str(scores), bins=4)
-  _, results = train.train_and_evaluate(config, tmp_path / "run")
+  _, results = loop.train_and_evaluate(config, tmp_path / "run")
   assert results["steps"] == 3
   records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in records)

@@ -11,8 +11,10 @@ import optax
 import pytest
 
 import configs.demo
-from dapose_jax import style_net, style_training, torch_reader
+from dapose_jax.auxiliary import style_net
+from dapose_jax.commands import style as style_command
 from dapose_jax.data import pipeline
+from dapose_jax.interop import torch_reader
 from dapose_jax.methods import style_decoder
 from dapose_jax.models import style
 
@@ -278,7 +280,7 @@ def _tiny_run_config(**style_overrides):
 
 def test_train_decoder_saves_params_and_info_and_reuses_the_file(tmp_path, monkeypatch):
   config = _tiny_run_config()
-  path = style_training.train_decoder(config, tmp_path)
+  path = style_command.train_decoder(config, tmp_path)
   assert path == tmp_path / "style_net.msgpack"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["style_net.json", "style_net.msgpack"]  # no temp files
   info = json.loads((tmp_path / "style_net.json").read_text())
@@ -298,7 +300,7 @@ def test_train_decoder_saves_params_and_info_and_reuses_the_file(tmp_path, monke
   before = path.stat().st_mtime_ns
   monkeypatch.setattr(pipeline, "train_iterator",
                       lambda *a, **k: pytest.fail("a second call must not train again"))
-  assert style_training.train_decoder(config, tmp_path) == path
+  assert style_command.train_decoder(config, tmp_path) == path
   assert path.stat().st_mtime_ns == before
 
 
@@ -307,7 +309,7 @@ def test_decoder_training_resumes_from_its_last_checkpoint_after_a_crash(tmp_pat
 
   config = _tiny_run_config(steps=4)
   config.checkpoint_every = 2
-  whole = style_training.train_decoder(config, tmp_path / "whole")
+  whole = style_command.train_decoder(config, tmp_path / "whole")
   save = ocp.CheckpointManager.save
 
   def crash_after_step_2(manager, step, *args, **kwargs):
@@ -319,11 +321,11 @@ def test_decoder_training_resumes_from_its_last_checkpoint_after_a_crash(tmp_pat
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", crash_after_step_2)
   with pytest.raises(RuntimeError, match="killed"):
-    style_training.train_decoder(config, tmp_path / "resumed")
+    style_command.train_decoder(config, tmp_path / "resumed")
   monkeypatch.undo()
   assert (tmp_path / "resumed" / "training" / "checkpoints" / "2").is_dir()
   assert not (tmp_path / "resumed" / "style_net.msgpack").exists()
-  resumed = style_training.train_decoder(config, tmp_path / "resumed")
+  resumed = style_command.train_decoder(config, tmp_path / "resumed")
   jax.tree.map(np.testing.assert_array_equal, style_net.read(resumed)[0], style_net.read(whole)[0])
   histories = [json.loads((path.parent / "style_net.json").read_text())["history"] for path in (whole, resumed)]
   assert [h["step"] for h in histories[1]] == [1, 2, 3, 4] and histories[0] == histories[1]
@@ -337,9 +339,9 @@ def test_a_released_decoder_is_imported_instead_of_trained(tmp_path, monkeypatch
   monkeypatch.setattr(pipeline, "train_iterator",
                       lambda *a, **k: pytest.fail("an imported decoder is not trained"))
   with pytest.raises(ValueError, match="full width"):
-    style_training.train_decoder(_tiny_run_config(encoder=str(tmp_path / "vgg.npz")), tmp_path / "narrow")
+    style_command.train_decoder(_tiny_run_config(encoder=str(tmp_path / "vgg.npz")), tmp_path / "narrow")
   config = _tiny_run_config(width=1.0, depth=4, encoder=str(tmp_path / "vgg.npz"), decoder=str(tmp_path / "dec.npz"))
-  path = style_training.train_decoder(config, tmp_path / "run")
+  path = style_command.train_decoder(config, tmp_path / "run")
   loaded, width = style_net.read(path)
   assert width == 1.0
   np.testing.assert_array_equal(loaded["decoder"]["conv28"]["kernel"], decoder_sd["28.weight"].transpose(2, 3, 1, 0))
@@ -348,9 +350,9 @@ def test_a_released_decoder_is_imported_instead_of_trained(tmp_path, monkeypatch
 
 
 def test_demo_configs_scale_the_style_net_down_and_base_keeps_udape_values():
-  from dapose_jax import config_base
+  from dapose_jax.config import defaults
 
-  ref = config_base.base_config().style
+  ref = defaults.base_config().style
   assert (ref.lr, ref.batch_size, ref.steps, ref.style_weight, ref.width, ref.depth) == (1e-5, 4, 500_000, 0.1, 1.0, 4)
   demo, smoke = configs.demo.get_config().style, configs.demo.get_config("smoke").style
   assert demo.width < 1 and demo.steps < 1000 and smoke.steps < demo.steps and smoke.width <= demo.width

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dapose_jax import skeletons
 from dapose_jax.data.synthetic import SyntheticPose
+from dapose_jax.pose import skeletons
 
 N = 24
 

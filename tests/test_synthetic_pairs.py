@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dapose_jax import config_base, errors
+from dapose_jax import errors
+from dapose_jax.config import defaults
 from dapose_jax.data import sources, synthetic
 from dapose_jax.data.synthetic import SyntheticPose
 
@@ -100,7 +101,7 @@ def test_driving_angles_move_at_most_motion_times_the_range_and_stay_within_limi
 
 
 def test_a_synthetic_source_opened_with_pairs_gives_pairs():
-  config = config_base.domain("synthetic", style="target", seed=0, train_size=3, test_size=2, render_size=32)
+  config = defaults.domain("synthetic", style="target", seed=0, train_size=3, test_size=2, render_size=32)
   assert config.pairs is False
   assert set(sources.make_source(config, "test")[1]) == {"image", "keypoints", "visible", "keypoints3d",
                                                          "intrinsic_matrix"}

@@ -1,4 +1,4 @@
-"""Importing PyTorch pose checkpoints (``dapose_jax.torch_checkpoints``): heatmaps equal to PyTorch's for tllib's
+"""Importing PyTorch pose checkpoints (``dapose_jax.commands.import_checkpoint``): heatmaps equal to PyTorch's for tllib's
 PoseResNet and RegDA's PoseResNet2d (with torch), and to a stored PyTorch reference (without), RegDA's two heads,
 UDAPE's student/teacher layouts, the ``import`` command's run folder, and one error naming every bad key.
 
@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import configs.demo
-from dapose_jax import errors, inference, methods, parallel
-from dapose_jax import torch_checkpoints as tc
+from dapose_jax import errors, methods, parallel
+from dapose_jax.commands import import_checkpoint as tc
+from dapose_jax.run import finished
 from tests import test_weights
 
 FEATURES, KEYPOINTS = 32, 16  # configs/demo.py:smoke
@@ -300,7 +301,7 @@ def test_the_import_command_writes_a_run_that_evaluate_and_predict_load(tmp_path
   assert done.returncode == 0, done.stderr
   assert f"wrote {run}" in done.stdout
   assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]
-  model = inference.load(inference.recorded_config(run / "config.json"), run, parallel.make_mesh())
+  model = finished.load(finished.read_config(run / "config.json"), run, parallel.make_mesh())
   assert model.checkpoint.step == 0 and model.config.method == "source_only"
   assert_close_to(np.load(REFERENCE)["heatmaps"], heatmaps(model.config, model.state))
   with pytest.raises(errors.UserError, match="exists and is not empty"):

@@ -10,7 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from dapose_jax import errors, torch_reader, weights
+from dapose_jax import errors
+from dapose_jax.interop import torch_reader, weights
 
 _STUBS = {}  # stub class name -> (module, name) of the global it stands for
 

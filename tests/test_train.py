@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 import configs.demo
-from dapose_jax import errors, methods, skeletons, train
+from dapose_jax import errors, methods
+from dapose_jax.pose import skeletons
+from dapose_jax.run import loop
 from tests.test_metric_writers import tensorboard_events
 
 
@@ -31,7 +33,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
-  state, results = train.train_and_evaluate(tiny_config(), workdir)
+  state, results = loop.train_and_evaluate(tiny_config(), workdir)
   return workdir, jax.device_get(state), results
 
 
@@ -75,7 +77,7 @@ def test_resumed_run_continues_exactly_where_it_stopped(finished_run, tmp_path):
   resumed_dir = tmp_path / "resumed"
   shutil.copytree(workdir, resumed_dir)
   shutil.rmtree(resumed_dir / "checkpoints" / "6")  # as if the run had been killed after step 3
-  state, resumed_results = train.train_and_evaluate(tiny_config(), resumed_dir)
+  state, resumed_results = loop.train_and_evaluate(tiny_config(), resumed_dir)
   np.testing.assert_array_equal(int(state.step), 6)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
   assert resumed_results["final"] == results["final"]
@@ -102,7 +104,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(fini
   killed = tmp_path / "killed"
   child = subprocess.Popen(
       [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import train; from tests.test_train import "
-       "tiny_config; train.train_and_evaluate(tiny_config(), sys.argv[1])", str(killed)],
+       "tiny_config; loop.train_and_evaluate(tiny_config(), sys.argv[1])", str(killed)],
       cwd=pathlib.Path(__file__).resolve().parents[1])
   deadline = time.monotonic() + 600
   while kill_after not in logged_steps(killed) and child.poll() is None and time.monotonic() < deadline:
@@ -110,7 +112,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(fini
   assert child.poll() is None, "the run ended before it was killed"
   child.send_signal(signal.SIGKILL)
   child.wait()
-  state, resumed = train.train_and_evaluate(tiny_config(), killed)
+  state, resumed = loop.train_and_evaluate(tiny_config(), killed)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
   assert json.loads((killed / "results.json").read_text()) == json.loads((workdir / "results.json").read_text())
   records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
@@ -128,7 +130,7 @@ def test_a_signal_stops_the_run_after_a_checkpoint_and_the_restart_reaches_the_u
   stopped = tmp_path / "stopped"
   child = subprocess.Popen(
       [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import cli, train; from tests.test_train "
-       "import tiny_config; cli._reporting_user_errors(lambda _: train.train_and_evaluate(tiny_config(), "
+       "import tiny_config; cli._reporting_user_errors(lambda _: loop.train_and_evaluate(tiny_config(), "
        "sys.argv[1]))([])", str(stopped)],
       cwd=pathlib.Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 600
@@ -144,7 +146,7 @@ def test_a_signal_stops_the_run_after_a_checkpoint_and_the_restart_reaches_the_u
   assert message == (f"stopped by {signal.Signals(signum).name} after step {stopped_at} of 6; checkpoint "
                      f"{stopped / 'checkpoints' / str(stopped_at)} is written: run the same command to resume")
   assert logged_steps(stopped) == list(range(1, stopped_at + 1))  # the writers were flushed
-  state, resumed = train.train_and_evaluate(tiny_config(), stopped)
+  state, resumed = loop.train_and_evaluate(tiny_config(), stopped)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
   assert json.loads((stopped / "results.json").read_text()) == json.loads((workdir / "results.json").read_text())
   records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
@@ -169,7 +171,7 @@ def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the
   shutil.copytree(workdir, resumed_dir)
   damage(resumed_dir / "checkpoints" / "6", part)
   with caplog.at_level("WARNING", logger="dapose_jax"):
-    state, resumed = train.train_and_evaluate(tiny_config(), resumed_dir)
+    state, resumed = loop.train_and_evaluate(tiny_config(), resumed_dir)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
   assert resumed["final"] == results["final"]
   assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == [
@@ -186,7 +188,7 @@ def test_when_no_checkpoint_restores_the_error_says_so_and_nothing_is_moved(fini
   for step in ("3", "6"):
     damage(resumed_dir / "checkpoints" / step, "progress")
   with pytest.raises(RuntimeError, match=r"no checkpoint in .* can be restored \(steps \[6, 3\]\)"):
-    train.train_and_evaluate(tiny_config(), resumed_dir)
+    loop.train_and_evaluate(tiny_config(), resumed_dir)
   assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == ["3", "6"]
 
 
@@ -195,7 +197,7 @@ def test_workdir_with_a_different_config_is_refused(finished_run):
   config = tiny_config()
   config.source_only.lr = 0.5
   with pytest.raises(ValueError, match="source_only.lr"):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
 
 
 def test_config_json_holds_only_the_sections_the_run_uses_so_other_methods_do_not_block_a_resume(finished_run,
@@ -207,7 +209,7 @@ def test_config_json_holds_only_the_sections_the_run_uses_so_other_methods_do_no
   shutil.copytree(workdir, resumed_dir)
   config = tiny_config()
   config.regda.lr = 0.5  # a section that source-only training never reads
-  state, resumed = train.train_and_evaluate(config, resumed_dir)
+  state, resumed = loop.train_and_evaluate(config, resumed_dir)
   assert resumed["final"] == results["final"] and int(state.step) == int(final_state.step)
 
 
@@ -215,14 +217,14 @@ def test_more_epochs_extend_a_finished_run_as_if_it_had_been_that_long(finished_
   workdir, _, _ = finished_run
   extended_dir = tmp_path / "extended"
   shutil.copytree(workdir, extended_dir)
-  state, extended = train.train_and_evaluate(tiny_config(epochs=3), extended_dir)
-  _, whole = train.train_and_evaluate(tiny_config(epochs=3), tmp_path / "whole")
+  state, extended = loop.train_and_evaluate(tiny_config(epochs=3), extended_dir)
+  _, whole = loop.train_and_evaluate(tiny_config(epochs=3), tmp_path / "whole")
   assert int(state.step) == 9 and extended == whole
   records = lambda d: without_rates(map(json.loads, (d / "metrics.jsonl").read_text().splitlines()))
   assert records(extended_dir) == records(tmp_path / "whole")
   assert json.loads((extended_dir / "config.json").read_text())["epochs"] == 3
   with pytest.raises(ValueError, match="can be extended .*not shortened"):
-    train.train_and_evaluate(tiny_config(epochs=1), extended_dir)
+    loop.train_and_evaluate(tiny_config(epochs=1), extended_dir)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -241,7 +243,7 @@ def test_a_config_that_cannot_work_is_refused_before_anything_is_written(key, va
   section, _, field = key.rpartition(".")
   (config[section] if section else config)[field] = value
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(config, tmp_path / "run")
+    loop.train_and_evaluate(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -256,8 +258,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
 
   fake = dataclasses.replace(real, train_step=poisoned_step)
   monkeypatch.setattr(methods, "get", lambda name: fake)
-  with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*step 3"):
-    train.train_and_evaluate(tiny_config(), tmp_path)
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step 5.*step 3"):
+    loop.train_and_evaluate(tiny_config(), tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]
 
 
@@ -275,5 +277,5 @@ def test_bad_data_loading_settings_are_refused_before_anything_is_written(tmp_pa
   config = tiny_config()
   config.data[key] = value
   with pytest.raises(errors.ConfigError, match=f"config.data.{key}"):
-    train.train_and_evaluate(config, tmp_path / "run")
+    loop.train_and_evaluate(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()

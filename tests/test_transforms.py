@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dapose_jax.data import transforms
+from dapose_jax.augment import transforms
 
 
 def _blob_image(height, width, rows_cols):

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import keypoints, views
+from dapose_jax.augment import views
+from dapose_jax.pose import keypoints
 
 
 def matrices(angle, shear, translate, scale, size):

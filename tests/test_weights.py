@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax import weights
+from dapose_jax.interop import weights
 from dapose_jax.models import pose, resnet
 
 _ARCHS = {"resnet18": (False, (2, 2, 2, 2)), "resnet50": (True, (3, 4, 6, 3))}

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from dapose_jax import train, workdirs
+from dapose_jax.run import loop
+from dapose_jax.storage import workdirs
 from tests.test_train import tiny_config
 
 
@@ -35,7 +36,7 @@ def test_the_lock_names_its_holder_while_held_and_is_gone_after(tmp_path):
 def test_a_second_run_of_a_workdir_in_use_is_refused_before_it_writes(tmp_path):
   with workdirs.locked(tmp_path):
     with pytest.raises(workdirs.WorkdirInUseError, match=f"in use by process {os.getpid()} on"):
-      train.train_and_evaluate(tiny_config(), tmp_path)
+      loop.train_and_evaluate(tiny_config(), tmp_path)
     assert not (tmp_path / workdirs.CONFIG).exists()
   assert not (tmp_path / workdirs.LOCK).exists()  # the refused run left the holder's lock alone until its end
 

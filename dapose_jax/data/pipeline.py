@@ -11,7 +11,7 @@ import grain
 import jax
 import numpy as np
 
-from dapose_jax.data import transforms
+from dapose_jax.augment import transforms
 
 
 def _train_sample(sample, rng, *, image_size, augment):
@@ -23,7 +23,7 @@ def _train_sample(sample, rng, *, image_size, augment):
         image, kps, rng, size=image_size,
         rotation_degrees=augment.rotation, scale=(augment.scale_min, augment.scale_max),
         color=augment.color, blur=augment.blur)
-  elif augment.enabled:  # dapose_jax.device_augment augments it in the train step; any aspect ratio is padded
+  elif augment.enabled:  # dapose_jax.augment.device_augment augments it in the train step; any aspect ratio is padded
     image, kps = transforms.resize_pad(sample["image"], sample["keypoints"], image_size)
   else:
     image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size,
@@ -50,7 +50,7 @@ def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads
   Global batch j holds elements j*B .. j*B+B-1 of one seeded shuffled, repeated and augmented stream that every
   process defines alike (an element's augmentation is seeded by its position), and process p loads only its
   consecutive share of each; so the global batches do not depend on the number of processes, and a run resumes
-  (on any number of processes) by starting at the batch of its step. A ``sampler`` (``dapose_jax.sampling``: the
+  (on any number of processes) by starting at the batch of its step. A ``sampler`` (``dapose_jax.data.sampling``: the
   source index of each stream position, a pure function of the position) replaces the shuffled passes. With
   ``pairs`` (a source of dict(base, driving) samples) a batch is {"base": batch, "driving": batch}, the two
   samples of a pair augmented by the same draws (``_train_pair``).

@@ -5,9 +5,9 @@ video sequence in the base's crop for the built data sets that have a pair index
 Human3.6M, SURREAL built from the raw release).
 
 Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
-embedded renderer declares it in ``SyntheticPose``, each TFDS builder in ``KEYPOINT_SET``. A data config's
+embedded renderer declares it in ``SyntheticPose``, the TFDS builders' in ``config.datasets``. A data config's
 ``keypoint_set`` is filled from that declaration when the config is made (``config_base.domain``) and checked
-against it when the source is opened. Built TFDS data sets (see ``dapose_jax.data.build``) also carry their raw
+against it when the source is opened. Built TFDS data sets (see ``dapose_jax.commands.build``) also carry their raw
 annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A built sample that cannot be decoded
 raises ``CorruptSampleError`` naming the data set, the split and the index.
 """
@@ -15,7 +15,8 @@ raises ``CorruptSampleError`` naming the data set, the split and the index.
 import dataclasses
 import pathlib
 
-from dapose_jax import errors, skeletons
+from dapose_jax import errors
+from dapose_jax.pose import skeletons
 
 
 class MissingDatasetError(errors.MissingInputError):
@@ -24,15 +25,6 @@ class MissingDatasetError(errors.MissingInputError):
 
 class CorruptSampleError(errors.CorruptInputError):
   pass
-
-
-def dataset_keypoint_set(name):
-  """The keypoint set that the data set ``name`` stores."""
-  if name == "synthetic":
-    from dapose_jax.data import synthetic
-
-    return synthetic.SyntheticPose.keypoint_set
-  return skeletons.get(_builder_class(name).keypoint_set())
 
 
 def make_source(data_config, split, pairs=False):
@@ -67,7 +59,7 @@ def _builder_class(name):
   if name not in builders.REGISTRY:
     raise MissingDatasetError(
         f"dataset {name!r} is not available: dapose_jax can build {sorted(builders.REGISTRY)} (python -m "
-        "dapose_jax.data.build) and embeds 'synthetic' (e.g. --config configs/demo.py); the other real "
+        "dapose_jax.commands.build) and embeds 'synthetic' (e.g. --config configs/demo.py); the other real "
         "benchmarks have no builder yet (see the README's status table).")
   return builders.REGISTRY[name]
 
@@ -128,4 +120,4 @@ def _built_source(builder_class, name, data_dir, split):
 
 
 def _build_command(name, data_dir):
-  return f"python -m dapose_jax.data.build --dataset {name} --manual_dir MANUAL_DIR --data_dir {data_dir}"
+  return f"python -m dapose_jax.commands.build --dataset {name} --manual_dir MANUAL_DIR --data_dir {data_dir}"

@@ -26,7 +26,7 @@ import math
 import cv2
 import numpy as np
 
-from dapose_jax.skeletons import BODY16
+from dapose_jax.pose.skeletons import BODY16
 
 STYLES = ("source", "target")
 SPLITS = ("train", "val", "test")

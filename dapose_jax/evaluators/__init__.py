@@ -18,9 +18,10 @@ A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: messa
 import jax
 import numpy as np
 
-from dapose_jax import drawing, errors, parallel
+from dapose_jax import errors, parallel
 from dapose_jax.data import sources
 from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins, pseudo_labels
+from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
          "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}

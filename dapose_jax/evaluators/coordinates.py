@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax import keypoints, parallel
+from dapose_jax import parallel
 from dapose_jax.data import pipeline
+from dapose_jax.pose import keypoints
 
 
 def keypoints_in_pixels(heatmaps, image_size):

@@ -10,8 +10,8 @@ PCK, a distance, mixes with placement: configure it beside a PCK, e.g.
 
 import jax.numpy as jnp
 
-from dapose_jax import metrics
 from dapose_jax.evaluators import coordinates
+from dapose_jax.pose import metrics
 
 
 class EvalPose(coordinates.CoordinateMetric):

@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax import inputs, metrics, parallel
+from dapose_jax import parallel
 from dapose_jax.data import pipeline
+from dapose_jax.pose import keypoints, metrics
 
 
 class PCK:
@@ -27,7 +28,7 @@ class PCK:
 
     def counts(heatmaps, batch):
       """Per-keypoint (correct, counted) sums over the real samples of one global batch."""
-      target, _ = inputs.heatmap_targets(config, batch)
+      target, _ = keypoints.heatmap_targets(config, batch)
       correct, counted = metrics.pck_hits(heatmaps, target, threshold)
       counted = counted & (batch["mask"][:, None] > 0)
       return jnp.sum(correct & counted, axis=0), jnp.sum(counted, axis=0)

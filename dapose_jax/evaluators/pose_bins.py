@@ -28,9 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from dapose_jax import errors, inputs, metrics, pose_vae, sampling
+from dapose_jax import errors
+from dapose_jax.auxiliary import pose_vae
+from dapose_jax.data import sampling
 from dapose_jax.data import sources
 from dapose_jax.evaluators import coordinates
+from dapose_jax.pose import keypoints, metrics
 
 
 class PoseBins(coordinates.CoordinateMetric):
@@ -70,7 +73,7 @@ class PoseBins(coordinates.CoordinateMetric):
 
   def _global_batch_sums(self, heatmaps, batch):
     real = batch["mask"] > 0
-    target, _ = inputs.heatmap_targets(self._config, batch)
+    target, _ = keypoints.heatmap_targets(self._config, batch)
     correct, counted = metrics.pck_hits(heatmaps, target, self._threshold)
     counted = counted[:, self._all] & real[:, None]
     correct = correct[:, self._all] & counted

@@ -1,23 +1,23 @@
-"""The training methods by name (``config.method``); each module declares its ``METHOD`` (``base.Method``)."""
+"""The training methods by name (``config.method``): the one registry. Each name is a module of this package that
+declares its ``METHOD`` (``base.Method``), imported when the method is first asked for, so that config files can
+read the names without importing JAX."""
 
+import importlib
 import json
 
 from dapose_jax import errors
-from dapose_jax.methods import daml, geometric, mean_teacher, reconstruction, regda, source_only, style_decoder
 
-REGISTRY = {m.name: m for m in (source_only.METHOD, regda.METHOD, mean_teacher.METHOD, daml.METHOD,
-                                style_decoder.METHOD, reconstruction.METHOD, geometric.METHOD)}
-NAMES = tuple(REGISTRY)
+NAMES = ("source_only", "regda", "mean_teacher", "daml", "style_decoder", "reconstruction", "geometric")
 
 
 def get(name):
-  if name not in REGISTRY:
+  if name not in NAMES:
     raise errors.ConfigError(f"config.method={name!r} is not a method; choose one of {', '.join(NAMES)}")
-  return REGISTRY[name]
+  return importlib.import_module(f"{__name__}.{name}").METHOD
 
 
-def recorded_config(config):
+def as_recorded(config):
   """``config`` as a JSON-ready dict, without the sections of the methods that a run of ``config.method`` does
   not read: what the run records in ``config.json`` and what a resumed run must match."""
-  unused = {m.own_section for m in REGISTRY.values()} - set(get(config.method).sections(config))
+  unused = {get(name).own_section for name in NAMES} - set(get(config.method).sections(config))
   return {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in unused}

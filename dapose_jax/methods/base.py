@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 from ml_collections import ConfigDict
 
-from dapose_jax import workdirs
+from dapose_jax.storage import workdirs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,10 @@
 import jax
 import optax
 
-from dapose_jax import errors, inputs, losses
+from dapose_jax import errors
+from dapose_jax.augment import device_augment
 from dapose_jax.models import style
+from dapose_jax.pose import losses
 
 
 def epoch_step_decay(base_lr, milestones, iters_per_epoch, factor=0.1):
@@ -40,7 +42,7 @@ def heatmap_loss(name):
 
 def predict(model, variables, images):
   """Eval-mode heatmaps of uint8 images."""
-  return model.apply(variables, inputs.normalize(images), train=False)["heatmaps"]
+  return model.apply(variables, device_augment.normalize(images), train=False)["heatmaps"]
 
 
 def maybe_stylise(config, rng, style_params, content, style_images, prob):

@@ -38,9 +38,12 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import errors, inputs, keypoints, lifting, losses, skeletons
+from dapose_jax import errors
+from dapose_jax.augment import device_augment
+from dapose_jax.auxiliary import lifting
 from dapose_jax.data import sources
 from dapose_jax.methods import base, mean_teacher, reconstruction
+from dapose_jax.pose import keypoints, losses, skeletons
 
 log = logging.getLogger("dapose_jax")
 
@@ -192,7 +195,7 @@ def _extension(config, state, driving, context):
     model, base_images = context["model"], context["base"]
 
     def extra(params, batch_stats, student_maps):
-      out, updates = model.apply({"params": params, "batch_stats": batch_stats}, inputs.normalize(driving),
+      out, updates = model.apply({"params": params, "batch_stats": batch_stats}, device_augment.normalize(driving),
                                  train=True, mutable=["batch_stats"])
       kp_base = reconstruction.heatmap_keypoints(config, student_maps)
       kp_driving = reconstruction.heatmap_keypoints(config, out["heatmaps"])

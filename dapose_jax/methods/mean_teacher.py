@@ -27,10 +27,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import checkpoints, inputs, keypoints, losses, metrics, style_net, teacher, views
+from dapose_jax.augment import device_augment, views
+from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import base, common, source_only, style_decoder
 from dapose_jax.models import discriminator, pose
 from dapose_jax.models.gradient import reverse_gradient
+from dapose_jax.pose import keypoints, losses, metrics
+from dapose_jax.storage import checkpoints
 
 
 @flax.struct.dataclass
@@ -41,6 +44,14 @@ class State(source_only.State):
   disc_params: dict  # empty without the feature-level term
   opt_disc: optax.OptState
 
+
+def ema_update(teacher_params, student_params, alpha=0.999):
+  """UDAPE's ``OldWeightEMA``: alpha * teacher + (1 - alpha) * student, leaf by leaf over parameter pytrees.
+
+  Parameters only: the teacher's BatchNorm statistics are its own (accumulated by its train-mode forward passes)
+  and are not averaged from the student's.
+  """
+  return jax.tree_util.tree_map(lambda t, s: alpha * t + (1 - alpha) * s, teacher_params, student_params)
 
 def settings(config):
   return config[config.method]
@@ -143,10 +154,10 @@ def train_step(config, state, source, target, extend=None):
   k_s2t, k_t2s, k_tview, k_sview, k_tcol, k_scol, k_occ = jax.random.split(
       jax.random.fold_in(jax.random.key(config.seed), state.step), 7)
 
-  raw_source = inputs.normalize(source["image"])
-  target_style = inputs.normalize(target["image"])
+  raw_source = device_augment.normalize(source["image"])
+  target_style = device_augment.normalize(target["image"])
   source_images = common.maybe_stylise(config, k_s2t, state.style, raw_source, target_style, c.source_style_prob)
-  labels, weights = inputs.heatmap_targets(config, source)
+  labels, weights = keypoints.heatmap_targets(config, source)
 
   base = target["image"].astype(jnp.float32)
   batch = base.shape[0]
@@ -154,7 +165,7 @@ def train_step(config, state, source, target, extend=None):
   student_m = views.sample_matrices(k_sview, batch, size, view_params)
   to_heatmap = lambda m: views.rescale(m, hm_size / size)
 
-  teacher_view = inputs.normalize(views.color_jitter(k_tcol, views.to_view(base, teacher_m), view_params.color))
+  teacher_view = device_augment.normalize(views.color_jitter(k_tcol, views.to_view(base, teacher_m), view_params.color))
   teacher_view = common.maybe_stylise(config, k_t2s, state.style, teacher_view, raw_source, c.teacher_style_prob)
   out, teacher_updates = model.apply({"params": state.teacher_params, "batch_stats": state.teacher_batch_stats},
                                      teacher_view, train=True, mutable=["batch_stats"])
@@ -162,7 +173,7 @@ def train_step(config, state, source, target, extend=None):
 
   peaks, confidence = keypoints.argmax_2d(teacher_maps)
   occluded = _occlude(c, k_occ, base, peaks * (size / hm_size), confidence)
-  student_view = inputs.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
+  student_view = device_augment.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
   rectified, _ = keypoints.pseudo_labels(teacher_maps, config.sigma)
   mask = losses.median_confidence_mask(teacher_maps)
   extension = Extension() if extend is None else extend(dict(teacher_maps=teacher_maps, rectified=rectified, mask=mask,
@@ -203,7 +214,7 @@ def train_step(config, state, source, target, extend=None):
   disc_updates, opt_disc_state = opt_disc.update(disc_grads, state.opt_disc, state.disc_params)
   new_state = state.replace(
       step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-      teacher_params=teacher.ema_update(state.teacher_params, params, c.ema),
+      teacher_params=ema_update(state.teacher_params, params, c.ema),
       teacher_batch_stats=teacher_updates["batch_stats"],
       disc_params=optax.apply_updates(state.disc_params, disc_updates), opt_disc=opt_disc_state,
       **extension.state_fields)

@@ -36,10 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dapose_jax import checkpoints, config_base, drawing, errors, keypoints, skeletons, style_net, views, workdirs
-from dapose_jax.data import pipeline, sources, transforms
+from dapose_jax import errors
+from dapose_jax.augment import views
+from dapose_jax.augment import transforms
+from dapose_jax.auxiliary import style_net
+from dapose_jax.config import defaults
+from dapose_jax.data import pipeline, sources
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose, reconstruction, style
+from dapose_jax.plots import drawing
+from dapose_jax.pose import keypoints, skeletons
+from dapose_jax.storage import checkpoints, workdirs
 
 log = logging.getLogger("dapose_jax")
 
@@ -132,7 +139,7 @@ def perceptual_encoder(config):
   if config.style.net:
     return style_net.read(config.style.net)[0]["encoder"]
   log.info("reconstruction: config.style.net is empty, the perceptual term uses %s encoder",
-           "the released" if config_base.named_file(config.style.encoder) else "a randomly initialised frozen")
+           "the released" if defaults.named_file(config.style.encoder) else "a randomly initialised frozen")
   return style_net.initial_params(config.style)["encoder"]
 
 

@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import checkpoints, inputs, keypoints, losses, metrics
+from dapose_jax.augment import device_augment
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose
+from dapose_jax.pose import keypoints, losses, metrics
+from dapose_jax.storage import checkpoints
 
 FEATURES = ("backbone", "upsampling")
 
@@ -175,10 +177,10 @@ def step_c(config, state, lam, images, weight):
 
 def train_step(config, state, source, target):
   lam = warm_start_coefficient(state.step, max_iters=config.regda.warm_start_iters)
-  label_s, w_s = inputs.heatmap_targets(config, source)
-  _, w_t = inputs.heatmap_targets(config, target)  # the reference weights target terms by visibility
-  x_t = inputs.normalize(target["image"])
-  state, loss_s, y_s = step_a(config, state, lam, inputs.normalize(source["image"]), label_s, w_s)
+  label_s, w_s = keypoints.heatmap_targets(config, source)
+  _, w_t = keypoints.heatmap_targets(config, target)  # the reference weights target terms by visibility
+  x_t = device_augment.normalize(target["image"])
+  state, loss_s, y_s = step_a(config, state, lam, device_augment.normalize(source["image"]), label_s, w_s)
   state, loss_b = step_b(config, state, lam, x_t, w_t)
   state, loss_c = step_c(config, state, lam, x_t, w_t)
   features_lr, heads_lr = _schedules(config)

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import inputs, metrics, style_net
+from dapose_jax.augment import device_augment
+from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import base, common, style_decoder
 from dapose_jax.models import pose
+from dapose_jax.pose import keypoints, metrics
 
 
 @flax.struct.dataclass
@@ -64,9 +66,9 @@ def train_step(config, state, source, target):
   model = pose.build_model(config)
   criterion = common.heatmap_loss(config.source_only.loss)
   images = common.maybe_stylise(config, jax.random.fold_in(jax.random.key(config.seed), state.step), state.style,
-                                inputs.normalize(source["image"]), inputs.normalize(target["image"]),
+                                device_augment.normalize(source["image"]), device_augment.normalize(target["image"]),
                                 config.source_only.stylise_prob)
-  heatmaps, weights = inputs.heatmap_targets(config, source)
+  heatmaps, weights = keypoints.heatmap_targets(config, source)
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,

@@ -30,9 +30,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dapose_jax import inputs, style_net, workdirs
+from dapose_jax.augment import device_augment
+from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import base
 from dapose_jax.models import style
+from dapose_jax.storage import workdirs
 
 log = logging.getLogger("dapose_jax")
 
@@ -62,7 +64,7 @@ def decoder_loss(decoder_params, encoder_params, content, style_images, *, width
 
 def decoder_step(style_config, optimizer, decoder_params, opt_state, encoder_params, source, target, rng):
   """One Adam step of the decoder on uint8 source/target images; the coin ``rng`` picks the direction."""
-  source, target = inputs.normalize(source), inputs.normalize(target)
+  source, target = device_augment.normalize(source), device_augment.normalize(target)
   swap = jax.random.bernoulli(rng)  # p = 0.5: content = target, style = source
   content, style_images = jnp.where(swap, target, source), jnp.where(swap, source, target)
   loss_fn = functools.partial(decoder_loss, width=style_config.width, depth=style_config.depth,

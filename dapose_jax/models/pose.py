@@ -14,9 +14,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dapose_jax import errors, skeletons
+from dapose_jax import errors
 from dapose_jax.models import resnet
 from dapose_jax.models.gradient import scale_gradient
+from dapose_jax.pose import skeletons
 
 Dtype = resnet.Dtype
 

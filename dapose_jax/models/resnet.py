@@ -1,7 +1,7 @@
 """torchvision-exact ResNet v1.5 backbones (NHWC, no avgpool/fc).
 
 Module names follow torchvision so that state-dict keys map mechanically
-(see `dapose_jax.weights`): `conv1`, `bn1`, `layer{s}_{i}` with `conv{1,2,3}`,
+(see `dapose_jax.interop.weights`): `conv1`, `bn1`, `layer{s}_{i}` with `conv{1,2,3}`,
 `bn{1,2,3}`, `downsample_conv` (`downsample.0`) and `downsample_bn`
 (`downsample.1`). All padding is explicit and symmetric, as in PyTorch.
 """

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax import weights
-from dapose_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dapose_jax.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dapose_jax.interop import weights
 
 # Sequential index of each conv -> output channels at width 1 (input channels follow from the order).
 ENCODER_CONVS = {0: 3, 2: 64, 5: 64, 9: 128, 12: 128, 16: 256, 19: 256, 22: 256, 25: 256, 29: 512}

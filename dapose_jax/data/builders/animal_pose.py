@@ -39,7 +39,6 @@ LAYOUT = (
 class _AnimalPose(common.AnimalBuilder, skip_registration=True):
   """Shared reader; subclasses name the animals. Splits: UDAPE's train_anno and test_anno."""
 
-  KEYPOINT_SET = "animal14"
   LAYOUT = LAYOUT
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Download the Animal-Pose dataset (https://sites.google.com/view/animal-pose/: the images and "

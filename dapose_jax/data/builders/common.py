@@ -35,6 +35,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from dapose_jax import errors
+from dapose_jax.config import datasets
 
 JPEG_QUALITY = 95
 MAX_SIDE = 512  # stored crops are shrunk to at most this side
@@ -62,12 +63,11 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   SPLITS = {"train": "train", "test": "test"}
   LAYOUT: str  # MANUAL_DIR's expected layout, quoted by every error about a missing file
   HOMEPAGE: str
-  KEYPOINT_SET: str  # the ``skeletons`` name of the stored keypoints
 
   @classmethod
   def keypoint_set(cls):
-    """The keypoint set (``skeletons`` name) of the stored keypoints."""
-    return cls.KEYPOINT_SET
+    """The keypoint set (``skeletons`` name) of the stored keypoints, as ``config.datasets`` gives it."""
+    return datasets.keypoint_set(cls.name)
   CITATION: str
 
   def __init__(self, *, skip_corrupt=False, **kwargs):

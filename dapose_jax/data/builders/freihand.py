@@ -48,7 +48,6 @@ def project(xyz, intrinsic_matrix):
 class Freihand(common.Builder, skip_registration=True):
   """FreiHAND training set, 4 versions x 32,560 frames, cropped at 1.5x the hand box and mirrored."""
 
-  KEYPOINT_SET = "hand21"
   LAYOUT = (
       "  MANUAL_DIR/training_K.json     list of N 3x3 camera matrices (N = 32560)\n"
       "  MANUAL_DIR/training_xyz.json   list of N 21x3 keypoints in camera coordinates (metres)\n"

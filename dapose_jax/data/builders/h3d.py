@@ -24,7 +24,6 @@ from dapose_jax.data.builders import common
 class H3d(common.Builder, skip_registration=True):
   """Hand-3D-Studio as tllib's H3D_crop: hands without objects, stored as released."""
 
-  KEYPOINT_SET = "hand21"
   LAYOUT = (
       "  MANUAL_DIR/H3D_crop/annotation.json   list of {'name': path under H3D_crop, 'keypoint2d': 21x2, "
       "'keypoint3d': 21x3, 'intrinsic_matrix': 3x3, 'without_object': 0/1}\n"

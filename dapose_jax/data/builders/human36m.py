@@ -46,7 +46,6 @@ def to_body16(joints17):
 class Human36m(common.EmptySplitsMixin, common.Builder, skip_registration=True):
   """Human3.6M, subjects 1, 5, 6, 7, 8 (train) and 9, 11 (test), 16 Body16 joints, all marked visible."""
 
-  KEYPOINT_SET = "body16"
   FRAME_STRIDE = 5  # tllib: every 5th entry of each subject's data.json image list
   TEST_SIZE = 3200  # draws (with replacement) from the test subjects
   MAX_SIDE = common.MAX_SIDE

@@ -27,7 +27,6 @@ class _LeedsSportsPose(common.Builder, skip_registration=True):
   """Shared reader; subclasses give the joints.mat layout, file names and flag convention."""
 
   # tllib trains and tests on all of LSP.
-  KEYPOINT_SET = "body16"
   SPLITS = {"train": "train", "test": "train"}
   JOINTS_AXES: tuple[int, int]  # leading axes of the released array: 3 = [x, y, flag], 14 = joints
   IMAGE_DIGITS: int  # im0001.jpg (LSP) or im00001.jpg (LSP-extended)

@@ -92,7 +92,6 @@ def load_pickle(path, layout):
 class Rhd(common.Builder, skip_registration=True):
   """Rendered Hand Pose: one sample per kept hand, cropped at 1.5x its box, right hands mirrored."""
 
-  KEYPOINT_SET = "hand21"
   SETS = {"train": "training", "test": "evaluation"}  # the stored split made of each of RHD's sets
   LAYOUT = (
       "  MANUAL_DIR/RHD_published_v2/training/anno_training.pickle  dict sample_id -> {'uv_vis': (42, 3) "

@@ -58,7 +58,6 @@ class Surreal(common.EmptySplitsMixin, common.Builder, skip_registration=True):
   # background; every 10th frame (1/3 s apart) keeps ~10 distinct poses per 100-frame clip and gives roughly
   # half a million training crops, about what a RegDA run reads (30 epochs x 500 steps x 32). A subclass may
   # change it; the processed layout is read whole.
-  KEYPOINT_SET = "body16"
   FRAME_STRIDE = 10
   MAX_SIDE = common.MAX_SIDE  # crops are stored at their own size, shrunk to at most this side
   LAYOUT = (

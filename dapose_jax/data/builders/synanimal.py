@@ -28,7 +28,6 @@ VERTEX_IDS = {
     "hound": (2028, 2580, 878, 977, 1541, 1734, 799, 1575, 1446, 602, 780, 1580, 466, 631),
     "sheep": (2046, 1944, 1875, 1900, 1868, 1894, 173, 1829, 1422, 821, 622, 575, 1370, 716),
 }
-KEYPOINT_SET = {"horse": "animal18", "tiger": "animal18", "hound": "animal14", "sheep": "animal14"}
 
 LAYOUT = (
     "  MANUAL_DIR/synthetic_animal/<animal>_combineds5r5_texture/<prefix>img.png   renders (640x480)\n"
@@ -52,10 +51,6 @@ class _SynAnimal(common.AnimalBuilder, skip_registration=True):
   booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
   year = {2020}
 }"""
-
-  @classmethod
-  def keypoint_set(cls):
-    return KEYPOINT_SET[cls.ANIMALS[0]]
 
   def _features(self):
     k = len(VERTEX_IDS[self.ANIMALS[0]])

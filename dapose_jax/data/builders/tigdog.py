@@ -37,7 +37,6 @@ LAYOUT = (
 class _TigDog(common.AnimalBuilder, skip_registration=True):
   """Shared reader; subclasses name the animals. Splits: UDAPE's train_idxs_by_video and valid_idxs_by_video."""
 
-  KEYPOINT_SET = "animal18"
   LAYOUT = LAYOUT
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Download the TigDog dataset (behaviorDiscovery2.0, http://calvin-vision.net/datasets/tigdog/) and "

@@ -1,0 +1,1 @@
+"""Augmentation: host transforms, device-side augmentation, affine views."""

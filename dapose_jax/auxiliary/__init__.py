@@ -1,0 +1,1 @@
+"""Networks trained before or beside a method: the style network, the pose VAE, the 2D-to-3D lifter."""

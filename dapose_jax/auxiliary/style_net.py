@@ -1,0 +1,95 @@
+"""The trained AdaIN style network as a file, and how a run gets its style network.
+
+``style_net.msgpack`` holds the frozen encoder and the trained decoder (flax serialization);
+``style_net.json`` beside it holds the ``config.style`` fields it was made with and its loss curve.
+The decoder is trained by the ``style_decoder`` method (``python -m dapose_jax.commands.style``).
+
+A run that stylises images reads ``config.style.net`` (such a file) or, when it is empty and
+``config.style.decoder`` names a released UDAPE decoder, the released encoder and decoder directly.
+"""
+
+import json
+import pathlib
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+
+from dapose_jax import errors
+from dapose_jax.config import defaults
+from dapose_jax.interop import weights
+from dapose_jax.models import style
+from dapose_jax.storage import checkpoints, workdirs
+
+STYLE_NET = "style_net.msgpack"
+STYLE_NET_INFO = "style_net.json"
+
+
+def initial_params(style_config):
+  """Random (He-normal) encoder and decoder at ``width``, replaced by the released files that are named."""
+  check_released(style_config)
+  params = style.init_style_params(jax.random.key(style_config.seed), style_config.width,
+                                   depth=style_config.depth)
+  return with_released(style_config, params)
+
+
+def check_released(style_config):
+  released = defaults.named_file(style_config.encoder) or style_config.decoder
+  if released and (style_config.width, style_config.depth) != (1.0, 4):
+    raise errors.ConfigError(f"released style weights are full width and depth; config.style.width is "
+                     f"{style_config.width}, config.style.depth {style_config.depth}: set them to 1.0 and 4 or "
+                     "leave config.style.encoder / decoder empty")
+
+
+def with_released(style_config, params):
+  """``params`` with the encoder and decoder replaced by the released files that ``style_config`` names."""
+  params = dict(params)
+  encoder = defaults.named_file(style_config.encoder)
+  if encoder:
+    params["encoder"] = style.encoder_params_from_state_dict(weights.read_state_dict(encoder))
+  if style_config.decoder:
+    params["decoder"] = style.decoder_params_from_state_dict(weights.read_state_dict(style_config.decoder))
+  return params
+
+
+def template(config):
+  """Zero style-network parameters of the right shapes, for ``load`` to fill after a method's ``init``
+  (shapes only: compiling the VGG initialisation into ``init`` would cost a minute on CPU)."""
+  shapes = jax.eval_shape(lambda: style.init_style_params(jax.random.key(0), config.style.width, config.image_size,
+                                                          config.style.depth))
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def save(path, style_params, info):
+  """``style_net.json`` then ``path`` (``style_net.msgpack``), each atomically (process 0 writes)."""
+  path = pathlib.Path(path)
+  style_params = jax.device_get(style_params)
+  if jax.process_index() == 0:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workdirs.write_atomic(path.parent / STYLE_NET_INFO, (json.dumps(info, indent=2) + "\n").encode())
+    workdirs.write_atomic(path, flax.serialization.to_bytes(style_params))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("style_net written")
+  return path
+
+
+def read(path):
+  """(style_params, width) of a ``style_net.msgpack``."""
+  path = pathlib.Path(path)
+  params = flax.serialization.msgpack_restore(path.read_bytes())
+  info = json.loads((path.parent / STYLE_NET_INFO).read_text())
+  return jax.tree.map(jnp.asarray, params), info["style"]["width"]
+
+
+def load(config, like):
+  """The frozen AdaIN encoder + decoder of a run, checked against ``like`` (the method state's ``style``
+  field): from ``config.style.net``, or from the released files when only those are named."""
+  if not config.style.net and config.style.decoder:
+    return checkpoints.checked_like(initial_params(config.style), like)
+  path = pathlib.Path(config.style.net).expanduser()
+  if not config.style.net or not path.is_file():
+    raise errors.MissingInputError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
+                            "python -m dapose_jax.commands.style (a method that needs one trains it on its own)")
+  params, _ = read(path)
+  return checkpoints.checked_like(params, like)

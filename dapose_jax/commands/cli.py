@@ -1,0 +1,215 @@
+"""What the commands share: the --config / --workdir / --multihost flags, the progress log, JAX start-up, and
+the ``dapose-jax COMMAND`` dispatcher (also ``python -m dapose_jax COMMAND``).
+
+A command is a module with ``define_flags()`` and ``main(argv)``, run by ``run_command``; each can also be
+run on its own with ``python -m MODULE``.
+"""
+
+import importlib
+import logging
+import os
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from dapose_jax import errors
+
+FLAGS = flags.FLAGS
+log = logging.getLogger("dapose_jax")
+
+COMMANDS = {
+    "train": ("dapose_jax.commands.train", "train a method (with the stages it needs) and evaluate it"),
+    "style": ("dapose_jax.commands.style", "train the AdaIN style network (or convert a released one)"),
+    "build": ("dapose_jax.commands.build", "build a data set from its downloaded release into TFDS files"),
+    "evaluate": ("dapose_jax.commands.evaluate", "a trained checkpoint's PCK tables (and more metrics) on a split, as JSON"),
+    "predict": ("dapose_jax.commands.predict", "keypoints of images (JSON and a drawn PNG each) from a trained checkpoint"),
+    "browse": ("dapose_jax.commands.browse", "draw a data set's samples, augmented as a run sees them, with their keypoints"),
+    "import": ("dapose_jax.commands.import_checkpoint", "a published PyTorch checkpoint (tllib, RegDA, UDAPE, DAML) as a run "
+               "folder for evaluate and predict"),
+    "pose_vae": ("dapose_jax.commands.pose_vae", "train the pose VAE on the source poses and score each one's difficulty"),
+    "reconstruction": ("dapose_jax.commands.reconstruction", "pre-train the geometric reconstruction's generator "
+                       "(W and G) on source pairs"),
+}
+
+
+def define_config_flag():
+  """--config (required): a Python file with get_config(variant); any key can be overridden."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
+      "with --config.KEY=VALUE.", lock_config=True)
+  flags.mark_flag_as_required("config")
+
+
+def define_run_flags():
+  """--config, --workdir, --print_config, --multihost and its coordinator flags."""
+  define_config_flag()
+  flags.DEFINE_string("workdir", None, "Directory of the run: config.json, metrics, checkpoints, results.json.")
+  flags.DEFINE_bool("print_config", False, "Print every key of the config (as --config.KEY overrides it) with its "
+                    "value and exit; no --workdir needed.")
+  flags.DEFINE_bool("multihost", False, "Start jax.distributed first: one process per host (or per GPU). JAX finds "
+                    "the coordinator, process count and id on Slurm, Open MPI, Kubernetes and Cloud TPU; elsewhere "
+                    "give them with the three flags below (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+                    "JAX_PROCESS_ID).")
+  flags.DEFINE_string("coordinator_address", None, "With --multihost: HOST:PORT of process 0, the same for all.")
+  flags.DEFINE_integer("num_processes", None, "With --multihost: how many processes take part.", lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "With --multihost: this process's index, 0 .. num_processes - 1.",
+                       lower_bound=0)
+  flags.register_validator("workdir", lambda workdir: workdir is not None or FLAGS["print_config"].value,
+                           "the run's directory is required")
+
+
+def expect_no_arguments(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+
+def log_progress_to_stderr():
+  """Our progress lines at INFO; other libraries (Orbax is chatty) only at absl's --verbosity level."""
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
+  if not FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+COMPILATION_CACHE_ENVIRONMENT = "DAPOSE_JAX_COMPILATION_CACHE"
+COMPILATION_CACHE_OFF = ("", "off", "0", "false", "no")
+
+
+def compilation_cache_dir():
+  """Where compiled XLA programs persist between runs, so that a second run of the same shapes skips most of
+  its compilation: $DAPOSE_JAX_COMPILATION_CACHE, else $XDG_CACHE_HOME (default ~/.cache)/dapose_jax/jax_cache;
+  None when that variable is set to off (or "", 0, false, no)."""
+  chosen = os.environ.get(COMPILATION_CACHE_ENVIRONMENT)
+  if chosen is not None:
+    return None if chosen.strip().lower() in COMPILATION_CACHE_OFF else os.path.expanduser(chosen)
+  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+  return os.path.join(cache_home, "dapose_jax", "jax_cache")
+
+
+def enable_compilation_cache():
+  """JAX's persistent compilation cache in ``compilation_cache_dir()``, before anything compiles; a directory
+  set through JAX's own JAX_COMPILATION_CACHE_DIR is kept."""
+  import jax
+
+  directory = compilation_cache_dir()
+  if directory and not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def start_jax():
+  """For the commands that train: the persistent compilation cache, jax.distributed with --multihost, the
+  progress log, one OpenCV thread."""
+  import cv2  # here, not at the top: the dispatcher and --help need neither OpenCV nor JAX
+  import jax
+
+  enable_compilation_cache()
+  if FLAGS.multihost:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it; GPUs use NCCL
+    jax.distributed.initialize(**multihost_arguments())
+  log_progress_to_stderr()
+  cv2.setNumThreads(1)  # the input pipeline parallelises over samples; OpenCV's own threads only contend
+  log.info("JAX devices: %d (%d local), process %d of %d", jax.device_count(), jax.local_device_count(),
+           jax.process_index(), jax.process_count())
+
+
+MULTIHOST_ENVIRONMENT = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+                         "process_id": "JAX_PROCESS_ID"}
+
+
+def multihost_arguments():
+  """jax.distributed.initialize's arguments from the flags, else the environment; none given: JAX detects them."""
+  given = {}
+  for name, variable in MULTIHOST_ENVIRONMENT.items():
+    value = FLAGS[name].value if FLAGS[name].value is not None else os.environ.get(variable)
+    if value is not None:
+      try:
+        given[name] = value if name == "coordinator_address" else int(value)
+      except ValueError:
+        raise errors.ConfigError(f"{variable}={value!r}: expected a whole number") from None
+  if given and set(given) != set(MULTIHOST_ENVIRONMENT):
+    missing = [f"--{name} ({MULTIHOST_ENVIRONMENT[name]})" for name in MULTIHOST_ENVIRONMENT if name not in given]
+    raise errors.ConfigError(f"--multihost got {sorted(given)} but not {', '.join(missing)}: give all three, or none "
+                             "where JAX detects the cluster")
+  if given and not 0 <= given["process_id"] < given["num_processes"]:
+    raise errors.ConfigError(f"process id {given['process_id']} is not in 0 .. {given['num_processes'] - 1}")
+  return given
+
+
+def run_command(command, argv=None):
+  """Defines ``command``'s flags, parses ``argv`` (default: the command line) and calls ``command.main``;
+  ``--help`` shows the command's docstring and its flags. A mistake in the flags, the config file or its
+  overrides, or a ``UserError`` of the run, ends the command with one line on stderr (exit status 2); a run
+  stopped by a signal after its checkpoint says so and exits with 128 + the signal's number (SIGTERM 143,
+  SIGINT 130), as a shell reports a process that the signal ended."""
+  before = set(FLAGS)
+  command.define_flags()
+  for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+  sys.modules["__main__"].__doc__ = command.__doc__
+  app.run(_reporting_user_errors(command.main), argv=argv, flags_parser=_parse_flags)
+
+
+def _one_line(error):
+  """The message of ``error`` in one line; of the exception at the end of a traceback quoted in it, if any."""
+  text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+  if "Traceback (most recent call last)" in text:
+    text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+  return " ".join(text.split())
+
+
+def _parse_flags(argv):
+  try:
+    remaining = FLAGS(argv)
+    if "config" in FLAGS:
+      FLAGS.config.keys()  # a config file's own errors (a missing file, a bad variant) surface at first use
+  except flags.Error as error:
+    print(f"error: {_one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+  except (errors.UserError, KeyError, ValueError, TypeError, AttributeError, OSError) as error:
+    print(f"error in --config: {_one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+  return remaining
+
+
+def _reporting_user_errors(main):
+  def run(argv):
+    if "print_config" in FLAGS and FLAGS.print_config:
+      from dapose_jax.config import defaults
+
+      print("\n".join(f"{key} = {value!r}" for key, value in defaults.leaves(FLAGS.config)))
+      return
+    try:
+      main(argv)
+    except errors.UserError as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+    except errors.Stopped as stopped:
+      print(stopped, file=sys.stderr)
+      sys.exit(stopped.exit_status)
+  return run
+
+
+def _usage():
+  lines = ["usage: dapose-jax COMMAND [--flag=value ...]   (dapose-jax COMMAND --help lists its flags)", "",
+           "commands:"]
+  width = max(map(len, COMMANDS))
+  lines += [f"  {name:<{width}} {summary}" for name, (_, summary) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  """``dapose-jax COMMAND ...``: runs the command's module with the remaining arguments."""
+  argv = sys.argv if argv is None else argv
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(_usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  if argv[1] not in COMMANDS:
+    print(f"dapose-jax: unknown command {argv[1]!r}\n\n{_usage()}", file=sys.stderr)
+    sys.exit(2)
+  module, _ = COMMANDS[argv[1]]
+  run_command(importlib.import_module(module), argv=[f"{argv[0]} {argv[1]}", *argv[2:]])

@@ -1,0 +1,177 @@
+"""The ``evaluate`` command: a trained checkpoint's tables on a split, printed and written as JSON.
+
+  python -m dapose_jax.commands.evaluate --config=configs/demo.py --checkpoint=runs/demo [--split=test]
+      [--domain=target|source|both] [--thresholds=0.05,0.1,0.2] [--metrics=pck_bbox,pck_auc,epe] [--flip]
+      [--out=FILE.json] [--overwrite] [--config.target.name=...]
+
+(also ``dapose-jax evaluate ...``). ``--config`` may be the run's recorded config.json (``--config=runs/demo``).
+The evaluators are the run's ``config.evals`` (by default PCK@0.05 per group with tllib's aggregation, on the
+target and the source test split), as the train log and ``results.json`` have them: the run's own checkpoint on
+its own test split gives the numbers of ``results.json``. ``--thresholds`` runs every evaluator that has a
+threshold once per value (named NAME@T); ``--metrics`` adds evaluator types per domain (named DOMAIN_TYPE; see
+``dapose_jax/evaluators``); ``--flip`` averages with the mirrored images (``finished.flip_tested``).
+
+The JSON (default RUN/evaluate_SPLIT_best.json or RUN/evaluate_SPLIT_stepN.json) holds the checkpoint, its step,
+the split and ``results`` {evaluator: {key: value}} with each evaluator's description in ``metrics``; an
+existing file is not replaced without ``--overwrite``. With two or more ``--thresholds``, each evaluator's
+headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``), and
+each ``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``).
+"""
+
+import inspect
+import json
+import pathlib
+import sys
+
+from absl import flags
+from ml_collections import ConfigDict
+
+from dapose_jax import errors, evaluators, parallel
+from dapose_jax.commands import cli
+from dapose_jax.config import defaults
+from dapose_jax.evaluators import pose_bins
+from dapose_jax.plots import drawing
+from dapose_jax.run import finished
+from dapose_jax.storage import workdirs
+
+FLAGS = flags.FLAGS
+BOTH = "both"
+
+
+def define_flags():
+  finished.define_flags()
+  flags.DEFINE_string("split", "test", "The split every evaluator runs on.")
+  flags.DEFINE_enum("domain", BOTH, [*evaluators.DOMAINS, BOTH], "The data sets to evaluate on.")
+  flags.DEFINE_list("thresholds", [], "PCK thresholds, e.g. 0.05,0.1,0.2: each evaluator with a threshold runs "
+                    "once per value (as NAME@T); default: the config's.")
+  flags.DEFINE_list("metrics", [], "More evaluator types to run on each domain (as DOMAIN_TYPE), e.g. "
+                    "pck_bbox,pck_auc,epe; one of " + ", ".join(sorted(evaluators.TYPES)) + ".")
+  flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
+  flags.DEFINE_string("out", None, "The JSON file to write; default RUN/evaluate_SPLIT_best.json or "
+                      "RUN/evaluate_SPLIT_stepN.json.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+
+
+def evaluations(evals, *, split, domains, thresholds=(), metrics=()):
+  """The ``config.evals`` of an evaluation (a dict of dicts): the run's ``evals`` on ``domains`` (the reference
+  PCK for a domain it has none for), each on ``split``; then per domain one evaluator of each type in ``metrics``,
+  named DOMAIN_TYPE; with ``thresholds``, each evaluator with a threshold once per value, named NAME@T."""
+  chosen = {name: dict(spec, split=split) for name, spec in evals.items() if spec["domain"] in domains}
+  for domain in domains:
+    if not any(spec["domain"] == domain for spec in chosen.values()):
+      chosen[domain] = defaults.pck_eval(domain, split)
+  for kind in metrics:
+    if kind not in evaluators.TYPES:
+      raise errors.ConfigError(f"--metrics: {kind!r} is not an evaluator; choose from {sorted(evaluators.TYPES)}")
+    chosen.update({f"{domain}_{kind}": dict(type=kind, domain=domain, split=split) for domain in domains})
+  if not thresholds:
+    return chosen
+  expanded = {}
+  for name, spec in chosen.items():
+    if _takes_threshold(spec["type"]):
+      expanded.update({f"{name}@{t:g}": dict(spec, threshold=t) for t in thresholds})
+    else:
+      expanded[name] = spec
+  return expanded
+
+
+def _takes_threshold(kind):
+  return kind in evaluators.TYPES and "threshold" in inspect.signature(evaluators.TYPES[kind]).parameters
+
+
+def evaluate(model, mesh, evals, *, flip=False):
+  """({evaluator: {key: value}}, {evaluator: description}) of ``model`` for ``evals`` (``evaluations``)."""
+  config = model.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.evals = ConfigDict(evals, allow_dotted_keys=True)  # NAME@0.1
+  parallel.local_batch_size(config.eval_batch_size)
+  method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
+  chosen = evaluators.from_config(config, method, mesh)
+  results = {name: evaluator.run(model.state) for name, evaluator in chosen.items()}
+  return results, {name: evaluator.description for name, evaluator in chosen.items()}
+
+
+def curves(results, evals, thresholds):
+  """{evaluator: [its headline value at each threshold]} of the evaluators that ``evaluations`` ran once per
+  threshold (named NAME@T)."""
+  by_name = {}
+  for name, spec in evals.items():
+    base, at, _ = name.rpartition("@")
+    if at and "threshold" in spec:
+      headline = evaluators.TYPES[spec["type"]].headline
+      by_name.setdefault(base, {})[spec["threshold"]] = results[name][headline]
+  return {name: [values[t] for t in thresholds] for name, values in by_name.items()}
+
+
+def curve_paths(out, names):
+  """{evaluator: the PNG of its PCK curve beside the JSON ``out``}."""
+  return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
+
+
+def bin_plots(results, evals, out, split):
+  """Draws each ``pose_bins`` evaluator's PCK and EvalPose over its bins beside the JSON ``out`` (as
+  ``curve_paths`` names them); returns the paths."""
+  paths = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
+  for name, path in paths.items():
+    bins, pck, evalpose = pose_bins.per_bin(results[name])
+    drawing.save_png(path, drawing.line_plot(bins, {"PCK": pck, "EvalPose": evalpose}, x_label="difficulty bin",
+                                             title=f"{name}: per pose-VAE bin, {split} split"))
+  return list(paths.values())
+
+
+def output_path(out, checkpoint, split, overwrite):
+  """Where the JSON goes (``out``, or the default in the run folder); an existing file only with ``overwrite``."""
+  which = "best" if checkpoint.is_best else f"step{checkpoint.step}"
+  path = pathlib.Path(out).expanduser() if out else checkpoint.run / f"evaluate_{split}_{which}.json"
+  if path.exists() and not overwrite:
+    raise errors.UserError(f"{path} exists; pass --overwrite to replace it, or --out to write elsewhere")
+  return path
+
+
+def table(values):
+  """One table as the train log prints it: ``KEY VALUE`` to one decimal."""
+  return " ".join(f"{key} {value:.1f}" for key, value in values.items())
+
+
+def _parse_thresholds(values):
+  try:
+    thresholds = [float(value) for value in values]
+  except ValueError:
+    thresholds = []
+  if len(thresholds) != len(values) or not all(0 < t for t in thresholds):
+    raise errors.ConfigError(f"--thresholds={','.join(values)}: expected positive numbers, e.g. 0.05,0.1,0.2")
+  return thresholds
+
+
+def main(argv):
+  cli.expect_no_arguments(argv)
+  cli.log_progress_to_stderr()
+  cli.enable_compilation_cache()
+  domains = evaluators.DOMAINS if FLAGS.domain == BOTH else (FLAGS.domain,)
+  thresholds = _parse_thresholds(FLAGS.thresholds)
+  checkpoint = finished.locate(FLAGS.checkpoint)
+  out = output_path(FLAGS.out, checkpoint, FLAGS.split, FLAGS.overwrite)
+  mesh = parallel.make_mesh()
+  model = finished.load(FLAGS.config, checkpoint, mesh)
+  evals = evaluations(model.config.evals.to_dict(), split=FLAGS.split, domains=domains, thresholds=thresholds,
+                      metrics=FLAGS.metrics)
+  results, descriptions = evaluate(model, mesh, evals, flip=FLAGS.flip)
+  print(f"step {checkpoint.step} of {checkpoint.path}, {FLAGS.split} split{', flip test' if FLAGS.flip else ''}")
+  for name, values in results.items():
+    print(f"{name}: {table(values)}  ({descriptions[name]})")
+  record = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "method": model.config.method,
+            "split": FLAGS.split, "flip": FLAGS.flip, "results": results, "metrics": descriptions}
+  out.parent.mkdir(parents=True, exist_ok=True)
+  workdirs.write_atomic(out, (json.dumps(record, indent=2) + "\n").encode())
+  print(f"wrote {out}")
+  if len(thresholds) > 1:
+    lines = curves(results, evals, thresholds)
+    for name, path in curve_paths(out, lines).items():
+      drawing.pck_curve_png(thresholds, lines[name], path, title=f"{name}: PCK over thresholds, {FLAGS.split} split")
+      print(f"wrote {path}")
+  for path in bin_plots(results, evals, out, FLAGS.split):
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  cli.run_command(sys.modules[__name__])

@@ -1,0 +1,186 @@
+"""The ``predict`` command: the keypoints of images, from a trained checkpoint.
+
+  python -m dapose_jax.commands.predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
+      [--overwrite]
+
+(also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``inference``). A
+folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
+EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
+square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
+as the evaluators decode it (heatmap argmax times the stride, ``evaluators.coordinates``) and mapped back to the
+original image's pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
+``--flip`` averages with the mirrored image's heatmaps (``finished.flip_tested``).
+
+Per image, DIR/STEM.json: {"image", "keypoints": [[x, y, confidence], ...] (confidence: the heatmap's maximum),
+"names", "keypoint_set", "checkpoint", "step", "flip"}, and DIR/STEM.png: the image with the skeleton drawn
+(``drawing.draw_keypoints``; keypoints of confidence <= 0 left out).
+
+Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
+image, a missing path, a folder without images, a second input with the same STEM): each gets one ``warning:``
+line on stderr naming it and the others still run; 2 for a mistake in the flags, the config or the checkpoint,
+or when DIR already holds an output of these images and ``--overwrite`` is not given (checked before anything
+runs), with one ``error:`` line.
+"""
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageOps
+
+from dapose_jax import errors, parallel
+from dapose_jax.augment import transforms
+from dapose_jax.commands import cli
+from dapose_jax.evaluators import coordinates
+from dapose_jax.plots import drawing
+from dapose_jax.run import finished
+
+FLAGS = flags.FLAGS
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def define_flags():
+  finished.define_flags()
+  flags.DEFINE_string("out", None, "The folder to write STEM.json and STEM.png into (made if missing).")
+  flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
+  flags.DEFINE_bool("overwrite", False, "Replace the outputs of an earlier prediction in --out.")
+  flags.mark_flag_as_required("out")
+
+
+def warn(path, reason):
+  print(f"warning: {path}: {reason}", file=sys.stderr)
+
+
+def plan(inputs, out, overwrite=False):
+  """(the image paths to predict, how many inputs failed, each with a warning): folders expanded, one path per
+  STEM. Raises a ``UserError`` when ``out`` holds an output of one of them and ``overwrite`` is not set."""
+  paths, failed, owners = [], 0, {}
+  for given in map(pathlib.Path, inputs):
+    if given.is_dir():
+      found = sorted(p for p in given.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+      if not found:
+        warn(given, f"a folder without {'/'.join(IMAGE_SUFFIXES)} files")
+        failed += 1
+      candidates = found
+    elif given.is_file():
+      candidates = [given]
+    else:
+      warn(given, "no such file or folder")
+      failed += 1
+      candidates = []
+    for path in candidates:
+      if path.stem in owners:
+        warn(path, f"has the name of {owners[path.stem]}, whose outputs are {out}/{path.stem}.json and .png; "
+             "predict it into another --out")
+        failed += 1
+        continue
+      owners[path.stem] = path
+      paths.append(path)
+  existing = [o for p in paths for o in outputs(out, p) if o.exists()]
+  if existing and not overwrite:
+    more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+    raise errors.UserError(f"{out} already holds {', '.join(map(str, existing[:3]))}{more}; pass --overwrite to "
+                           "replace them, or choose another --out")
+  return paths, failed
+
+
+def outputs(out, path):
+  return pathlib.Path(out) / f"{path.stem}.json", pathlib.Path(out) / f"{path.stem}.png"
+
+
+def read_image(path):
+  """The uint8 RGB (H, W, 3) pixels of an image file, turned as its EXIF orientation says."""
+  with Image.open(path) as image:
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def to_input(image, size):
+  """(the model's input: ``image`` resized and padded to ``size`` x ``size``, the input positions of the
+  original image's corners (0, 0) and (W, H)): what ``to_original`` inverts."""
+  height, width = image.shape[:2]
+  return transforms.resize_pad(image, np.array([[0.0, 0.0], [width, height]]), size)
+
+
+def to_original(xy, corners, shape):
+  """Input-pixel keypoints (K, 2) back in the pixels of the original image of ``shape`` (H, W, ...)."""
+  height, width = shape[:2]
+  return (np.asarray(xy, np.float64) - corners[0]) * [width, height] / (corners[1] - corners[0])
+
+
+def keypoint_predictor(model, mesh, flip=False):
+  """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K))."""
+  method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
+
+  def predict(state, images):
+    return coordinates.keypoints_in_pixels(method.eval_heatmaps(model.config, state, images), model.config.image_size)
+
+  data = parallel.data_sharding(mesh)
+  return jax.jit(predict, in_shardings=(parallel.replicated(mesh), data), out_shardings=(data, data))
+
+
+def predict(model, mesh, paths, out, *, flip=False):
+  """Writes the outputs of every image of ``paths`` that can be read into ``out`` and returns how many it wrote;
+  each of the others gets a warning."""
+  size, batch_size = model.config.image_size, model.config.eval_batch_size
+  parallel.local_batch_size(batch_size)
+  predictor = keypoint_predictor(model, mesh, flip)
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  written, pending = 0, []
+
+  def flush():
+    images = np.zeros((batch_size, size, size, 3), np.uint8)
+    for i, (_, _, square, _) in enumerate(pending):
+      images[i] = square
+    xy, confidence = map(np.asarray, predictor(model.state, images))
+    for i, (path, image, _, corners) in enumerate(pending):
+      _write(out, path, image, to_original(xy[i], corners, image.shape), confidence[i], model, flip)
+    done = len(pending)
+    pending.clear()
+    return done
+
+  for path in paths:
+    try:
+      image = read_image(path)
+    except Exception as error:  # noqa: BLE001  whatever the file holds, the other images still run
+      warn(path, f"cannot be read as an image ({type(error).__name__}: {error})")
+      continue
+    pending.append((path, image, *to_input(image, size)))
+    if len(pending) == batch_size:
+      written += flush()
+  if pending:
+    written += flush()
+  return written
+
+
+def _write(out, path, image, xy, confidence, model, flip):
+  json_path, png_path = outputs(out, path)
+  record = {"image": str(path), "keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(xy, confidence)],
+            "names": list(model.keypoint_set.names), "keypoint_set": model.keypoint_set.name,
+            "checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "flip": flip}
+  json_path.write_text(json.dumps(record) + "\n")
+  drawing.save_png(png_path, drawing.draw_keypoints(image, xy, model.keypoint_set, visible=confidence))
+
+
+def main(argv):
+  if len(argv) < 2:
+    raise app.UsageError("give at least one image or folder of images")
+  cli.log_progress_to_stderr()
+  cli.enable_compilation_cache()
+  paths, failed = plan(argv[1:], FLAGS.out, FLAGS.overwrite)
+  written = 0
+  if paths:
+    mesh = parallel.make_mesh()
+    written = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out, flip=FLAGS.flip)
+  failed += len(paths) - written
+  print(f"wrote the keypoints of {written} image(s) to {FLAGS.out}")
+  if failed:
+    print(f"{failed} input(s) failed (named above)", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  cli.run_command(sys.modules[__name__])

@@ -1,0 +1,1 @@
+"""Pictures: keypoints and heatmaps drawn on images."""

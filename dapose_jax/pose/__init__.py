@@ -1,0 +1,1 @@
+"""Pure functions on keypoints and heatmaps: targets, decoding, losses, metrics, keypoint sets."""

@@ -1,0 +1,222 @@
+"""A trained run's model, for the commands that use one (``evaluate``, ``predict``): the --config and --checkpoint
+flags, the checkpoint a path names, its state restored for the config, and the flip test.
+
+``--checkpoint`` names a run folder (its newest checkpoint, in RUN/checkpoints), its ``best`` folder (the best
+state) or one step folder (RUN/checkpoints/STEP or RUN/best/STEP). ``--config`` is a config file with its variant
+and overrides, as the train command takes it (the same that trained the run), or a run's recorded ``config.json``
+(or the folder that holds it); either takes ``--config.KEY=VALUE`` overrides. Of a config file, the config of
+the run's own stage is used (``method.stages``: e.g. RegDA's stage 2, whose stage 1 is RUN/pretrain); a stage-1
+checkpoint needs its own recorded config (``--config=RUN/pretrain/config.json``). The state is restored into the
+shapes ``method.init`` gives for the config, replicated over the mesh.
+"""
+
+import dataclasses
+import functools
+import json
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from absl import flags
+from ml_collections import ConfigDict, config_flags
+
+from dapose_jax import errors, methods, parallel
+from dapose_jax.config import defaults
+from dapose_jax.methods import base
+from dapose_jax.pose import skeletons
+from dapose_jax.storage import checkpoints, workdirs
+
+log = logging.getLogger("dapose_jax")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """--config (a config file, or a run's config.json) and --checkpoint."""
+  config_flags.DEFINE_config_file(
+      "config", None, "The run's config: the config file, variant and overrides it was trained with (e.g. "
+      "configs/demo.py:smoke), or the config.json the run recorded (RUN/config.json, or RUN); override any key with "
+      "--config.KEY=VALUE, e.g. --config.target.name=lsp to evaluate on another data set.", lock_config=True)
+  FLAGS["config"].parser = _FileOrRecordedConfig(FLAGS["config"].parser)
+  flags.DEFINE_string("checkpoint", None, "A run folder (its newest checkpoint), RUN/best (its best state) or one "
+                      "step folder (RUN/checkpoints/STEP).")
+  flags.mark_flags_as_required(["config", "checkpoint"])
+
+
+class _FileOrRecordedConfig(flags.ArgumentParser):
+  """--config's parser: a recorded config.json (or a folder holding one) is read here, anything else is a config
+  file for ml_collections' own parser."""
+
+  def __init__(self, files):
+    self._files = files
+
+  def parse(self, argument):
+    path = pathlib.Path(argument).expanduser()
+    if path.is_dir():
+      path = path / workdirs.CONFIG
+    if path.suffix != ".json":
+      return self._files.parse(argument)
+    config = read_config(path)
+    config.lock()
+    return config
+
+  def flag_type(self):
+    return self._files.flag_type()
+
+
+def read_config(path):
+  """The ConfigDict of a run's ``config.json``, the lists that JSON made of the config's tuples tuples again."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise errors.MissingInputError(f"{path}: no such file; --config takes a config file (e.g. configs/demo.py) or the "
+                                   f"{workdirs.CONFIG} of a run")
+  try:
+    return ConfigDict(_tuples(json.loads(path.read_text())))
+  except json.JSONDecodeError as error:
+    raise errors.CorruptInputError(f"{path} is not a recorded config ({error})") from None
+
+
+def _tuples(tree):
+  if isinstance(tree, dict):
+    return {key: _tuples(value) for key, value in tree.items()}
+  return tuple(_tuples(value) for value in tree) if isinstance(tree, list) else tree
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+  """One checkpoint of a run: ``folder`` (an Orbax manager folder: RUN/checkpoints or RUN/best), its ``step``
+  and the ``run`` folder it belongs to."""
+  folder: pathlib.Path
+  step: int
+  run: pathlib.Path
+
+  @property
+  def path(self):
+    return self.folder / str(self.step)
+
+  @property
+  def is_best(self):
+    return self.folder.name == workdirs.BEST
+
+
+def locate(checkpoint):
+  """The ``Checkpoint`` that the --checkpoint path names."""
+  path = pathlib.Path(checkpoint).expanduser().resolve()
+  expected = (f"give a run folder (holding {workdirs.CHECKPOINTS}/), its {workdirs.BEST}/ folder or a step folder "
+              f"such as RUN/{workdirs.CHECKPOINTS}/STEP")
+  if not path.is_dir():
+    raise errors.MissingInputError(f"--checkpoint {path}: no such folder; {expected}")
+  if (path / workdirs.CHECKPOINTS).is_dir():
+    folder, step, run = path / workdirs.CHECKPOINTS, None, path
+  elif path.name in (workdirs.CHECKPOINTS, workdirs.BEST):
+    folder, step, run = path, None, path.parent
+  elif path.name.isdigit() and path.parent.name in (workdirs.CHECKPOINTS, workdirs.BEST):
+    folder, step, run = path.parent, int(path.name), path.parent.parent
+  else:
+    raise errors.MissingInputError(f"--checkpoint {path} is not a checkpoint folder; {expected}")
+  with ocp.CheckpointManager(folder) as mngr:
+    steps = mngr.all_steps()
+  if not steps:
+    raise errors.MissingInputError(f"no checkpoint in {folder}: the run has not written one yet; {expected}")
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise errors.MissingInputError(f"{path} is not a complete checkpoint (those of {folder}: steps {sorted(steps)})")
+  return Checkpoint(folder, step, run)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A restored run: the config of its own stage, its method, its state (replicated over the mesh), the
+  checkpoint it came from and the keypoint set it predicts."""
+  config: ConfigDict
+  method: base.Method
+  state: Any
+  checkpoint: Checkpoint
+  keypoint_set: skeletons.KeypointSet
+
+
+def load(config, checkpoint, mesh):
+  """The ``Model`` of ``checkpoint`` (a ``Checkpoint`` or a path for ``locate``) trained with ``config``."""
+  if not isinstance(checkpoint, Checkpoint):
+    checkpoint = locate(checkpoint)
+  stages = methods.get(config.method).stages(config, checkpoint.run)
+  config = stages[-1].config if stages else config
+  method = methods.get(config.method)
+  if method.eval_heatmaps is None:
+    raise errors.ConfigError(f"method {method.name!r} has no pose output: there is nothing to evaluate or predict")
+  _warn_if_not_recorded(config, checkpoint.run)
+  repl = parallel.replicated(mesh)
+  abstract = jax.eval_shape(functools.partial(method.init, config), jax.random.key(config.seed))
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), abstract)
+  state = _restore(checkpoint, abstract, config)
+  log.info("restored step %d of %s (%s)", checkpoint.step, checkpoint.folder, method.name)
+  return Model(config, method, state, checkpoint, skeletons.get(config.target.keypoint_set))
+
+
+def _restore(checkpoint, abstract, config):
+  # a handler for every item a checkpoint may hold, or Orbax warns about the ones it could not read
+  handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()}
+  with ocp.CheckpointManager(checkpoint.folder, item_handlers=handlers) as mngr:
+    try:
+      stored = mngr.item_metadata(checkpoint.step)["state"]
+    except Exception as error:  # noqa: BLE001  a damaged or foreign folder
+      raise errors.CorruptInputError(f"{checkpoint.path} is not a readable checkpoint: {_first_line(error)}") from None
+    if stored is None:
+      raise errors.MissingInputError(f"{checkpoint.path} holds no train state")
+    differs = checkpoints.state_mismatch(stored, abstract)
+    if differs is None:
+      try:
+        return mngr.restore(checkpoint.step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
+      except ValueError as error:  # Orbax: a tree or a shape that does not match
+        differs = _first_line(error)
+      except Exception as error:  # noqa: BLE001  e.g. a truncated array file
+        raise errors.CorruptInputError(f"{checkpoint.path} cannot be restored: {_first_line(error)}") from None
+  recorded = checkpoint.run / workdirs.CONFIG
+  hint = f" (the run's own config is {recorded}: --config={recorded})" if recorded.is_file() else ""
+  raise errors.ConfigError(
+      f"{checkpoint.path} does not hold a {config.method} state of this config's model: {differs}. Give the config it "
+      f"was trained with{hint}")
+
+
+def _first_line(error, limit=300):
+  """The start of an error's message: Orbax and TensorStore append trees and JSON specs to theirs."""
+  text = " ".join(str(error).split("\n", 2)[:2]).split(" [tensorstore_spec")[0]
+  return f"{type(error).__name__}: {text[:limit]}"
+
+
+def _warn_if_not_recorded(config, run):
+  """A warning that names the keys in which ``config`` differs from the one the run recorded, if any."""
+  path = run / workdirs.CONFIG
+  if not path.is_file():
+    return
+  recorded = dict(defaults.leaves(json.loads(path.read_text())))
+  given = dict(defaults.leaves(methods.as_recorded(config)))
+  changed = sorted(key for key in recorded.keys() | given.keys() if recorded.get(key) != given.get(key))
+  if changed:
+    more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+    log.warning("the config differs from %s, which the run was trained with, in %s%s; using the given values", path,
+                ", ".join(changed[:6]), more)
+
+
+def flip_tested(method, keypoint_set):
+  """``method`` whose ``eval_heatmaps`` average each image's heatmaps with those of its mirror image, flipped
+  back (``flip_back``): SimpleBaseline's flip test."""
+
+  def eval_heatmaps(config, state, images):
+    heatmaps = method.eval_heatmaps(config, state, images)
+    mirrored = method.eval_heatmaps(config, state, images[..., ::-1, :])
+    return (heatmaps + flip_back(mirrored, keypoint_set)) / 2
+
+  return dataclasses.replace(method, eval_heatmaps=eval_heatmaps)
+
+
+def flip_back(heatmaps, keypoint_set):
+  """Heatmaps (..., H, W, K) of mirrored images in the frame and keypoint order of the originals: mirrored, the
+  flip pairs swapped, and shifted one column right (column 0 kept), as SimpleBaseline's ``shift_heatmap``. The
+  targets put a keypoint at x into column round(x / stride), its mirror S - x into W - round(x / stride), which the
+  mirroring takes to column round(x / stride) - 1."""
+  flipped = heatmaps[..., ::-1, :][..., jnp.asarray(keypoint_set.flip_permutation())]
+  return jnp.concatenate([flipped[..., :1, :], flipped[..., :-1, :]], axis=-2)

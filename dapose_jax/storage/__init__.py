@@ -1,0 +1,1 @@
+"""What a run writes and reads back: its folder and lock, Orbax checkpoints, metric files."""
