@@ -25,3 +25,16 @@ class Stopped(Exception):
   def __init__(self, message, exit_status):
     super().__init__(message)
     self.exit_status = exit_status
+
+
+def one_line(error, typed=True, limit=300):
+  """The message of ``error`` as one short line, prefixed by its type when ``typed``: of the exception at the end of
+  a traceback quoted in it, if any; without the JSON spec and details that TensorStore appends; at most ``limit``
+  characters (None: all)."""
+  text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+  if "Traceback (most recent call last)" in text:
+    text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+  text = " ".join(text.split(" [tensorstore_spec")[0].split(" See full TensorStore details")[0].split())
+  if limit is not None and len(text) > limit:
+    text = text[:limit] + "..."
+  return f"{type(error).__name__}: {text}" if typed else text

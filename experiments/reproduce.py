@@ -47,15 +47,15 @@ from ml_collections import ConfigDict
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "experiments")]  # tests' fixture writers; benchmark.py
 
-from dapose_jax import errors, methods, train  # noqa: E402
-from dapose_jax.augment import device_augment
-from dapose_jax.auxiliary import lifting
-from dapose_jax.commands import cli
-from dapose_jax.commands import build
-from dapose_jax.config import defaults
+from dapose_jax import errors, methods  # noqa: E402
+from dapose_jax.augment import device_augment  # noqa: E402
+from dapose_jax.auxiliary import lifting  # noqa: E402
+from dapose_jax.commands import build, cli  # noqa: E402
+from dapose_jax.config import defaults  # noqa: E402
 from dapose_jax.data import builders  # noqa: E402
 from dapose_jax.data.builders import human36m  # noqa: E402
 from dapose_jax.methods import base  # noqa: E402
+from dapose_jax.run import loop  # noqa: E402
 
 TASKS = {"surreal_lsp": "SURREAL → LSP", "surreal_h36m": "SURREAL → Human3.6M", "rhd_h3d": "RHD → H3D",
          "freihand_rhd": "FreiHAND → RHD", "synanimal_tigdog": "SynAnimal → TigDog",
@@ -82,7 +82,7 @@ def recipe(task, method):
 def with_files(config, data_dir=None, init=None, encoder=None, sets=()):
   """``config`` reading its data sets in ``data_dir``, its backbone from ``init``, the AdaIN encoder ``encoder``
   (each where given) and with the KEY=VALUE ``sets``."""
-  for domain in train.DOMAINS:
+  for domain in loop.DOMAINS:
     config[domain].data_dir = str(data_dir or config[domain].data_dir)
   config.model.init = str(init or config.model.init)
   config.style.encoder = str(encoder or config.style.encoder)
@@ -133,7 +133,7 @@ def seed_dir(workdir, task, method, seed):
 
 def train_seeds(config, workdir, task, method, seeds):
   for seed in seeds:
-    train.run(base.updated(config, seed=seed), seed_dir(workdir, task, method, seed))
+    loop.run(base.updated(config, seed=seed), seed_dir(workdir, task, method, seed))
 
 
 # --------------------------------------------------------------------------------------------------------- table
@@ -205,10 +205,10 @@ def step_flops(config, cache):
   method = methods.get(config.method)
   state = jax.eval_shape(functools.partial(method.init, config), jax.random.key(config.seed))
   batches = []
-  for seed, domain in enumerate(train.DOMAINS):
+  for seed, domain in enumerate(loop.DOMAINS):
     batch = benchmark.random_batch(config, seed)
     batches.append({"base": batch, "driving": batch} if config[domain].pairs else batch)
-  augments = tuple((train.stream_seed(config, d), device_augment.from_config(config, d)) for d in train.DOMAINS)
+  augments = tuple((loop.stream_seed(config, d), device_augment.from_config(config, d)) for d in loop.DOMAINS)
   step = jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments), donate_argnums=(0,))
   lowered = step.lower(state, *batches, 1)
   key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
@@ -249,7 +249,7 @@ def plan(config, task, method, seeds, workdir, mfu, flops_cache=None):
     lines.append(line.rstrip())
   lines.append("data sets (built once into --data_dir, default ~/tensorflow_datasets, with python -m "
                "dapose_jax.commands.build --dataset NAME --manual_dir RELEASE --data_dir DIR):")
-  for domain in train.DOMAINS:
+  for domain in loop.DOMAINS:
     name = config[domain].name
     instructions = builders.REGISTRY[name].MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", "\n      ")
     lines.append(f"  {name} ({domain}, {config[domain].keypoint_set}): {instructions}")
@@ -367,7 +367,7 @@ def dry_run(pairs, root, seeds=(0,), sets=()):
   """Trains every stage of each (task, method) recipe of ``pairs`` for DRY_RUN_STEPS steps on tiny data in ROOT and
   returns their tables."""
   configs = {pair: tiny(recipe(*pair)) for pair in pairs}
-  data_dir = build_tiny_data(sorted({c[d].name for c in configs.values() for d in train.DOMAINS}), root)
+  data_dir = build_tiny_data(sorted({c[d].name for c in configs.values() for d in loop.DOMAINS}), root)
   init = random_init(pathlib.Path(root) / "resnet18.npz", next(iter(configs.values())))
   tables = []
   for (task, method), config in configs.items():

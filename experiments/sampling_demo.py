@@ -24,8 +24,7 @@ import numpy as np
 import demo_table
 from dapose_jax.augment import transforms
 from dapose_jax.auxiliary import pose_vae
-from dapose_jax.data import sampling
-from dapose_jax.data import sources
+from dapose_jax.data import sampling, sources
 from dapose_jax.evaluators import pose_bins
 from dapose_jax.plots import drawing
 from dapose_jax.pose import metrics

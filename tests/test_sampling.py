@@ -9,8 +9,7 @@ from ml_collections import ConfigDict
 
 from dapose_jax.auxiliary import pose_vae
 from dapose_jax.config import defaults
-from dapose_jax.data import sampling
-from dapose_jax.data import pipeline, sources
+from dapose_jax.data import pipeline, sampling, sources
 from dapose_jax.run import loop
 from tests.test_train import tiny_config
 

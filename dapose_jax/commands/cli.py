@@ -154,24 +154,16 @@ def run_command(command, argv=None):
   app.run(_reporting_user_errors(command.main), argv=argv, flags_parser=_parse_flags)
 
 
-def _one_line(error):
-  """The message of ``error`` in one line; of the exception at the end of a traceback quoted in it, if any."""
-  text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-  if "Traceback (most recent call last)" in text:
-    text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
-  return " ".join(text.split())
-
-
 def _parse_flags(argv):
   try:
     remaining = FLAGS(argv)
     if "config" in FLAGS:
       FLAGS.config.keys()  # a config file's own errors (a missing file, a bad variant) surface at first use
   except flags.Error as error:
-    print(f"error: {_one_line(error)}", file=sys.stderr)
+    print(f"error: {errors.one_line(error, typed=False, limit=None)}", file=sys.stderr)
     sys.exit(2)
   except (errors.UserError, KeyError, ValueError, TypeError, AttributeError, OSError) as error:
-    print(f"error in --config: {_one_line(error)}", file=sys.stderr)
+    print(f"error in --config: {errors.one_line(error, typed=False, limit=None)}", file=sys.stderr)
     sys.exit(2)
   return remaining
 

@@ -86,9 +86,8 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
   except errors.UserError:
     raise
   except Exception as error:  # noqa: BLE001  whatever the format's reader makes of a file that is not one
-    text = " ".join(str(error).split())[:300]
-    raise errors.CorruptInputError(f"{path} is not a readable {path.suffix} checkpoint ({type(error).__name__}: "
-                                   f"{text})") from None
+    raise errors.CorruptInputError(f"{path} is not a readable {path.suffix} checkpoint ({errors.one_line(error)})") \
+        from None
 
 
 def _torch_load(path):

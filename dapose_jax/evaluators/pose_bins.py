@@ -30,8 +30,7 @@ from ml_collections import ConfigDict
 
 from dapose_jax import errors
 from dapose_jax.auxiliary import pose_vae
-from dapose_jax.data import sampling
-from dapose_jax.data import sources
+from dapose_jax.data import sampling, sources
 from dapose_jax.evaluators import coordinates
 from dapose_jax.pose import keypoints, metrics
 

@@ -37,8 +37,7 @@ import numpy as np
 import optax
 
 from dapose_jax import errors
-from dapose_jax.augment import views
-from dapose_jax.augment import transforms
+from dapose_jax.augment import transforms, views
 from dapose_jax.auxiliary import style_net
 from dapose_jax.config import defaults
 from dapose_jax.data import pipeline, sources

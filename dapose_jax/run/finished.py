@@ -163,7 +163,7 @@ def _restore(checkpoint, abstract, config):
     try:
       stored = mngr.item_metadata(checkpoint.step)["state"]
     except Exception as error:  # noqa: BLE001  a damaged or foreign folder
-      raise errors.CorruptInputError(f"{checkpoint.path} is not a readable checkpoint: {_first_line(error)}") from None
+      raise errors.CorruptInputError(f"{checkpoint.path} is not a readable checkpoint: {errors.one_line(error)}") from None
     if stored is None:
       raise errors.MissingInputError(f"{checkpoint.path} holds no train state")
     differs = checkpoints.state_mismatch(stored, abstract)
@@ -171,20 +171,14 @@ def _restore(checkpoint, abstract, config):
       try:
         return mngr.restore(checkpoint.step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
       except ValueError as error:  # Orbax: a tree or a shape that does not match
-        differs = _first_line(error)
+        differs = errors.one_line(error)
       except Exception as error:  # noqa: BLE001  e.g. a truncated array file
-        raise errors.CorruptInputError(f"{checkpoint.path} cannot be restored: {_first_line(error)}") from None
+        raise errors.CorruptInputError(f"{checkpoint.path} cannot be restored: {errors.one_line(error)}") from None
   recorded = checkpoint.run / workdirs.CONFIG
   hint = f" (the run's own config is {recorded}: --config={recorded})" if recorded.is_file() else ""
   raise errors.ConfigError(
       f"{checkpoint.path} does not hold a {config.method} state of this config's model: {differs}. Give the config it "
       f"was trained with{hint}")
-
-
-def _first_line(error, limit=300):
-  """The start of an error's message: Orbax and TensorStore append trees and JSON specs to theirs."""
-  text = " ".join(str(error).split("\n", 2)[:2]).split(" [tensorstore_spec")[0]
-  return f"{type(error).__name__}: {text[:limit]}"
 
 
 def _warn_if_not_recorded(config, run):

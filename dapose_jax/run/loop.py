@@ -107,7 +107,7 @@ def _restore_newest_good(mngr, args):
     for bad, error in failed:
       aside = pathlib.Path(mngr.directory) / f"{bad}.corrupt"
       log.warning("checkpoint %d in %s cannot be restored (%s); moved aside to %s, resuming from step %d", bad,
-                  mngr.directory, _cause(error), aside, step)
+                  mngr.directory, errors.one_line(error, limit=200), aside, step)
       if jax.process_index() == 0:
         (pathlib.Path(mngr.directory) / str(bad)).rename(aside)
     if failed:
@@ -117,7 +117,7 @@ def _restore_newest_good(mngr, args):
       mngr.reload()
     return step, restored
   raise RuntimeError(f"no checkpoint in {mngr.directory} can be restored (steps {[s for s, _ in failed]}); the "
-                     f"newest: {_cause(failed[0][1])}") from failed[0][1]
+                     f"newest: {errors.one_line(failed[0][1], limit=200)}") from failed[0][1]
 
 
 def _drop_closed_event_loop_noise():
@@ -133,13 +133,6 @@ def _drop_closed_event_loop_noise():
 
   hook.drops_closed_event_loop_noise = True
   sys.unraisablehook = hook
-
-
-def _cause(error, limit=200):
-  """One short line: TensorStore errors append their whole JSON spec to the message."""
-  text = str(error).split(" [tensorstore_spec")[0].split(" See full TensorStore details")[0]
-  text = text.splitlines()[0] if text else ""
-  return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def _check_config(config, method):
