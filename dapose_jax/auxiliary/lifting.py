@@ -35,14 +35,13 @@ from typing import NamedTuple
 
 import flax
 import flax.linen as nn
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from dapose_jax import errors
-from dapose_jax.auxiliary import pose_vae
+from dapose_jax.auxiliary import fitting, pose_vae
 from dapose_jax.pose import losses, metrics
 
 log = logging.getLogger("dapose_jax")
@@ -211,45 +210,28 @@ def train(lifting_config, keypoint_set, keypoints, visible, keypoints3d):
   targets = normalise_3d(jnp.asarray(keypoints3d, jnp.float32), keypoint_set)
   init_key, data_key = jax.random.split(jax.random.key(lifting_config.seed))
   params = net.init(init_key, keypoints[:1], visible[:1])["params"]
-  optimizer = optax.adam(lifting_config.lr)
 
   def loss(params, key):
     pick, drop = jax.random.split(key)
     batch = jax.random.randint(pick, (lifting_config.batch_size,), 0, len(targets))
     kept = visible[batch] * jax.random.bernoulli(drop, 1 - lifting_config.input_drop, visible[batch].shape)
     error = lift(net, params, keypoints[batch], kept) - targets[batch]
-    return jnp.mean(jnp.sum(error ** 2, axis=-1))
+    return jnp.mean(jnp.sum(error ** 2, axis=-1)), {}
 
-  @jax.jit
-  def step(params, opt_state, key):
-    value, grads = jax.value_and_grad(loss)(params, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
-
-  opt_state = optimizer.init(params)
-  for i in range(lifting_config.steps):
-    params, opt_state, value = step(params, opt_state, jax.random.fold_in(data_key, i))
-  value = float(value)
-  log.info("lifting: trained %d steps, last batch's squared 3D error %.4g", lifting_config.steps, value)
-  return params, fit_constraints(keypoints3d, keypoint_set, lifting_config.angle_percentiles), value
+  keys = ((jax.random.fold_in(data_key, i),) for i in range(lifting_config.steps))
+  params, values = fitting.fit(loss, params, optax.adam(lifting_config.lr), keys, lifting_config.steps,
+                               log_every=lifting_config.steps)
+  log.info("lifting: trained %d steps, last batch's squared 3D error %.4g", lifting_config.steps, values["loss"])
+  return params, fit_constraints(keypoints3d, keypoint_set, lifting_config.angle_percentiles), values["loss"]
 
 
 def read_poses(source, count=0, num_threads=2):
   """(keypoints (N, K, 2), visible (N, K), keypoints3d (N, K, 3)) float32 of the first ``count`` samples of
   ``source`` (all when ``count`` is 0 or more than it has); the images are read (drawn, for the renderer) too."""
-  n = len(source) if count <= 0 else min(count, len(source))
-  k = source.keypoint_set.num_keypoints
   if "keypoints3d" not in source[0]:
     raise errors.MissingInputError(f"{source!r} has no keypoints3d: the lifting is trained on a source with 3D "
                                    "keypoints (SURREAL, Human3.6M, RHD, FreiHAND, the renderer)")
-  keypoints, visible, keypoints3d = (np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32),
-                                     np.zeros((n, k, 3), np.float32))
-  poses = grain.MapDataset.source(source)[:n].map(
-      lambda sample: (sample["keypoints"], sample["visible"], sample["keypoints3d"]))
-  for i, pose in enumerate(poses.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                                                   prefetch_buffer_size=64))):
-    keypoints[i], visible[i], keypoints3d[i] = pose
-  return keypoints, visible, keypoints3d
+  return fitting.read_poses(source, ("keypoints", "visible", "keypoints3d"), count, num_threads, name="lifting")
 
 
 def pseudo_labels_3d(net, params, constraints, keypoint_set, keypoints2d, visible):

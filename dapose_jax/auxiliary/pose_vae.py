@@ -1,9 +1,9 @@
-"""Dua et al.'s pose VAE, trained on the source training keypoints, and the difficulty score of every source
-training sample (``dapose-jax pose_vae``, ``dapose_jax.commands.pose_vae``). ``run`` writes ``DIR/pose_vae/params.msgpack`` (the VAE) and
-``DIR/pose_vae/scores.json``: one score per sample of ``config.source``'s training split, in index order, tied to the
-data set's name, split, size and keypoint set and to sha256 fingerprints of its keypoints, so that a run whose
-source differs refuses the file (``load_scores``). A run samples by these scores with
-``--config.sampling.name=cl|hm --config.sampling.scores=DIR/pose_vae/scores.json`` (``dapose_jax.data.sampling``).
+"""Dua et al.'s pose VAE, trained on the source training keypoints, and the difficulty score of every source training
+sample (``dapose-jax pose_vae``, ``dapose_jax.commands.pose_vae``). ``run`` writes ``DIR/pose_vae/params.msgpack`` (the
+VAE) and ``DIR/pose_vae/scores.json``: one score per sample of ``config.source``'s training split, in index order, tied
+to the data set's name, split, size and keypoint set and to sha256 fingerprints of its keypoints, so that a run whose
+source differs refuses the file (``load_scores``). A run samples by these scores with ``--config.sampling.name=cl|hm
+--config.sampling.scores=DIR/pose_vae/scores.json`` (``dapose_jax.data.sampling``).
 
 Definitions (``config.pose_vae``):
 
@@ -26,16 +26,15 @@ import time
 
 import flax.linen as nn
 import flax.serialization
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from dapose_jax import errors
+from dapose_jax.auxiliary import fitting
 from dapose_jax.data import sources
 from dapose_jax.storage import workdirs
-from dapose_jax.storage.metric_writers import Progress
 
 log = logging.getLogger("dapose_jax")
 
@@ -132,27 +131,15 @@ def train(vae_config, keypoints, visible):
   vae = model(vae_config, k)
   init_key, noise_key = jax.random.split(jax.random.key(vae_config.seed))
   params = vae.init(init_key, y[:1], visible[:1], jnp.zeros((1, vae_config.latent)))["params"]
-  optimizer = optax.adam(vae_config.lr)
 
-  @jax.jit
-  def step(params, opt_state, y, visible, key):
+  def batch_loss(params, y, visible, key):
     noise = jax.random.normal(key, (y.shape[0], vae_config.latent))
-    (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, vae, y, visible, noise,
-                                                                   vae_config.kl_weight)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": value, **terms}
+    return loss(params, vae, y, visible, noise, vae_config.kl_weight)
 
-  opt_state = optimizer.init(params)
   order = _batch_order(n, vae_config.batch_size, vae_config.steps, vae_config.seed)
-  timer, values = Progress(0, vae_config.steps), None
-  for i, batch in enumerate(order, start=1):
-    params, opt_state, metrics = step(params, opt_state, y[batch], visible[batch], jax.random.fold_in(noise_key, i))
-    if i == 1:
-      jax.block_until_ready(metrics)
-      timer.mark_first_step_done(i)
-    if i % vae_config.log_every == 0 or i == vae_config.steps:
-      values = {name: float(value) for name, value in metrics.items()}
-      timer.report(i, values["loss"])
+  batches = ((y[batch], visible[batch], jax.random.fold_in(noise_key, i)) for i, batch in enumerate(order, start=1))
+  params, values = fitting.fit(batch_loss, params, optax.adam(vae_config.lr), batches, vae_config.steps,
+                               vae_config.log_every)
   log.info("pose VAE: reconstruction %.4g, KL %.4g per pose (last batch)", values["reconstruction"], values["kl"])
   return params, values
 
@@ -176,17 +163,10 @@ def score(vae, params, keypoints, visible):
                          for i in range(0, len(y), _SCORE_BATCH)])
 
 
-def read_keypoints(source, num_threads=2, log_every=10_000):
-  """(keypoints (N, K, 2), visible (N, K)) float32 of every sample of ``source``, in index order. Sources give
-  whole samples, so the images are read (and, for the embedded renderer, drawn) too: read once by the command."""
-  n, k = len(source), source.keypoint_set.num_keypoints
-  keypoints, visible = np.zeros((n, k, 2), np.float32), np.zeros((n, k), np.float32)
-  poses = grain.MapDataset.source(source).map(lambda sample: (sample["keypoints"], sample["visible"]))
-  for i, (keypoints[i], visible[i]) in enumerate(
-      poses.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=64))):
-    if (i + 1) % log_every == 0:
-      log.info("pose VAE: read %d of %d poses", i + 1, n)
-  return keypoints, visible
+def read_keypoints(source, num_threads=2):
+  """(keypoints (N, K, 2), visible (N, K)) float32 of every sample of ``source``, in index order: the VAE's input
+  and what its scores are tied to (``fitting.read_poses``, which reads the images too: read once by the command)."""
+  return fitting.read_poses(source, ("keypoints", "visible"), num_threads=num_threads, name="pose VAE")
 
 
 def fingerprint(keypoints, visible):
