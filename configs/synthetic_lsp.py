@@ -3,7 +3,7 @@
 `configs/synthetic_lsp.py`: source-only ERM; `configs/synthetic_lsp.py:regda`: RegDA (any method name works).
 Needs LSP built once into ~/tensorflow_datasets (`--config.target.data_dir` to change):
 
-  python -m dapose_jax.commands.build --dataset lsp --manual_dir DIR_WITH_images_AND_joints.mat
+  python -m dapose_jax build --dataset lsp --manual_dir DIR_WITH_images_AND_joints.mat
 
 As in tllib, the LSP target is resized and zero-padded to a square without any augmentation, also for
 target training, and its test split is all 2000 images, the same ones the target training reads (the

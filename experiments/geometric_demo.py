@@ -27,7 +27,7 @@ from dapose_jax.augment import transforms
 from dapose_jax.data import sources
 from dapose_jax.methods import reconstruction
 from dapose_jax.plots import drawing
-from dapose_jax.pose import keypoints
+from dapose_jax.pose import decoding
 from dapose_jax.run import finished
 from dapose_jax.storage import workdirs
 
@@ -51,12 +51,12 @@ def picture(out, seed, path, count=4, scale=2):
   images = {name: np.stack([image for image, _ in prepared[name]]) for name in prepared}
   heatmaps = {row: {name: np.asarray(m.method.eval_heatmaps(m.config, m.state, images[name])) for name in images}
               for row, m in models.items()}
-  found = {row: keypoints.argmax_2d(maps["base"])[0] * stride for row, maps in heatmaps.items()}
+  found = {row: decoding.argmax_2d(maps["base"])[0] * stride for row, maps in heatmaps.items()}
   generator = reconstruction.load(config, models["reconstruction"].keypoint_set.num_keypoints,
                                   config.geometric.generator)
   drawn = reconstruction.model(config).apply(
-      generator, images["base"] / 255.0, reconstruction.heatmap_keypoints(config, heatmaps["reconstruction"]["base"]),
-      reconstruction.heatmap_keypoints(config, heatmaps["reconstruction"]["driving"]), train=False)["image"]
+      generator, images["base"] / 255.0, decoding.heatmap_keypoints(config, heatmaps["reconstruction"]["base"]),
+      decoding.heatmap_keypoints(config, heatmaps["reconstruction"]["driving"]), train=False)["image"]
   drawn = np.clip(np.round(np.asarray(jax.device_get(drawn)) * 255), 0, 255).astype(np.uint8)
   ks = models["reconstruction"].keypoint_set
   enlarge = lambda image: np.repeat(np.repeat(image, scale, 0), scale, 1)  # keypoints scale exactly by ``scale``

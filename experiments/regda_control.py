@@ -19,10 +19,10 @@ import pathlib
 import runpy
 
 import jax
-import orbax.checkpoint as ocp
 
 from dapose_jax.methods import regda, source_only
 from dapose_jax.run import loop
+from dapose_jax.storage import checkpoints
 
 DEMO = runpy.run_path(str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py"))
 
@@ -31,14 +31,9 @@ def continue_from(stage1_config, pretrain, control):
   """Writes pretrain's last checkpoint, with the current state layout, as control's first checkpoint."""
   template = jax.eval_shape(functools.partial(source_only.init, stage1_config), jax.random.key(0))
   saved = {f: getattr(template, f) for f in ("step", "params", "batch_stats", "opt_state")}
-  with ocp.CheckpointManager(pretrain / "checkpoints") as old:
-    step = old.latest_step()
-    restored = old.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(saved),
-                                                         progress=ocp.args.JsonRestore()))
-  state = source_only.State(**restored.state, style={})
-  with ocp.CheckpointManager(control / "checkpoints", options=ocp.CheckpointManagerOptions(create=True)) as new:
-    new.save(step, args=loop.checkpoint_args(state, restored.progress))
-    new.wait_until_finished()
+  step = checkpoints.saved_steps(pretrain / "checkpoints")[-1]
+  restored, progress = checkpoints.read(pretrain / "checkpoints", step, saved)
+  checkpoints.write(control / "checkpoints", step, source_only.State(**restored, style={}), progress)
 
 
 def main():

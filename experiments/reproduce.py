@@ -82,7 +82,7 @@ def recipe(task, method):
 def with_files(config, data_dir=None, init=None, encoder=None, sets=()):
   """``config`` reading its data sets in ``data_dir``, its backbone from ``init``, the AdaIN encoder ``encoder``
   (each where given) and with the KEY=VALUE ``sets``."""
-  for domain in loop.DOMAINS:
+  for domain in defaults.DOMAINS:
     config[domain].data_dir = str(data_dir or config[domain].data_dir)
   config.model.init = str(init or config.model.init)
   config.style.encoder = str(encoder or config.style.encoder)
@@ -205,10 +205,10 @@ def step_flops(config, cache):
   method = methods.get(config.method)
   state = jax.eval_shape(functools.partial(method.init, config), jax.random.key(config.seed))
   batches = []
-  for seed, domain in enumerate(loop.DOMAINS):
+  for seed, domain in enumerate(defaults.DOMAINS):
     batch = benchmark.random_batch(config, seed)
     batches.append({"base": batch, "driving": batch} if config[domain].pairs else batch)
-  augments = tuple((loop.stream_seed(config, d), device_augment.from_config(config, d)) for d in loop.DOMAINS)
+  augments = tuple((loop.stream_seed(config, d), device_augment.from_config(config, d)) for d in defaults.DOMAINS)
   step = jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments), donate_argnums=(0,))
   lowered = step.lower(state, *batches, 1)
   key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
@@ -249,7 +249,7 @@ def plan(config, task, method, seeds, workdir, mfu, flops_cache=None):
     lines.append(line.rstrip())
   lines.append("data sets (built once into --data_dir, default ~/tensorflow_datasets, with python -m "
                "dapose_jax.commands.build --dataset NAME --manual_dir RELEASE --data_dir DIR):")
-  for domain in loop.DOMAINS:
+  for domain in defaults.DOMAINS:
     name = config[domain].name
     instructions = builders.REGISTRY[name].MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", "\n      ")
     lines.append(f"  {name} ({domain}, {config[domain].keypoint_set}): {instructions}")
@@ -367,7 +367,7 @@ def dry_run(pairs, root, seeds=(0,), sets=()):
   """Trains every stage of each (task, method) recipe of ``pairs`` for DRY_RUN_STEPS steps on tiny data in ROOT and
   returns their tables."""
   configs = {pair: tiny(recipe(*pair)) for pair in pairs}
-  data_dir = build_tiny_data(sorted({c[d].name for c in configs.values() for d in loop.DOMAINS}), root)
+  data_dir = build_tiny_data(sorted({c[d].name for c in configs.values() for d in defaults.DOMAINS}), root)
   init = random_init(pathlib.Path(root) / "resnet18.npz", next(iter(configs.values())))
   tables = []
   for (task, method), config in configs.items():

@@ -28,7 +28,7 @@ def test_compilation_cache_defaults_to_the_user_cache_folder(monkeypatch, tmp_pa
 
 def _compile_once(env):
   """Runs a process that enables the cache and compiles one function (every compilation cached)."""
-  code = ("from dapose_jax import cli; cli.enable_compilation_cache(); import jax, jax.numpy as jnp; "
+  code = ("from dapose_jax.commands import cli; cli.enable_compilation_cache(); import jax, jax.numpy as jnp; "
           "print(jax.config.jax_compilation_cache_dir); jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3))")
   inherited = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   env = {**inherited, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu", **env}

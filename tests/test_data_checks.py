@@ -152,7 +152,7 @@ def test_a_corrupt_stored_sample_fails_training_with_the_data_set_split_and_inde
   assert source[1]["image"].shape == (*SIZES[1], 3)
   message = (f"data set 'lsp' split 'test' sample 2 cannot be decoded (AttributeError: 'NoneType' object has no "
              f"attribute 'astype'); delete {tmp_path / 'tfds' / 'lsp' / '1.0.0'} and build it again with python -m "
-             f"dapose_jax.commands.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'tfds'} (a build "
+             f"dapose_jax build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'tfds'} (a build "
              "checks every image)")
   with pytest.raises(sources.CorruptSampleError) as failed:
     source[2]

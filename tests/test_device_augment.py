@@ -166,7 +166,7 @@ def test_a_run_trains_on_the_device_augmented_batches_and_resumes_bit_identicall
   losses = [r["loss"] for r in records if r["kind"] == "train"]
   assert len(losses) == 2 and np.isfinite(losses).all() and np.abs(state["weights"]).min() > 0
   expected = []
-  for domain, source in zip(loop.DOMAINS, loop.train_sources(config)):
+  for domain, source in zip(defaults.DOMAINS, loop.train_sources(config)):
     host = itertools.islice(loop.train_iterator(config, domain, source), 2)
     params = device_augment.from_config(config, domain)
     augmented = [device_augment.augment_at(loop.stream_seed(config, domain), step, batch, params)["image"]

@@ -18,8 +18,8 @@ from PIL import Image
 
 from dapose_jax import errors, evaluators, parallel
 from dapose_jax.commands import evaluate
-from dapose_jax.evaluators import coordinates
-from dapose_jax.pose import keypoints, skeletons
+from dapose_jax.config import defaults
+from dapose_jax.pose import decoding, keypoints, skeletons
 from dapose_jax.run import finished, loop
 from tests.test_train import tiny_config
 
@@ -47,7 +47,7 @@ def tables(entry):
 def run_evaluation(config, checkpoint, **settings):
   mesh = parallel.make_mesh()
   model = finished.load(config, checkpoint, mesh)
-  evals = evaluate.evaluations(model.config.evals.to_dict(), split="test", domains=evaluators.DOMAINS, **settings)
+  evals = evaluate.evaluations(model.config.evals.to_dict(), split="test", domains=defaults.DOMAINS, **settings)
   return model, evaluate.evaluate(model, mesh, evals)[0]
 
 
@@ -178,7 +178,7 @@ def metric(kind, predict, source, **settings):
 
 def test_keypoints_are_the_heatmap_argmax_times_the_stride():
   heatmaps = jnp.zeros((1, 8, 8, 2)).at[0, 3, 5, 0].set(0.7).at[0, 6, 1, 1].set(0.2)
-  xy, confidence = coordinates.keypoints_in_pixels(heatmaps, 32)
+  xy, confidence = decoding.keypoints_in_pixels(heatmaps, 32)
   np.testing.assert_array_equal(xy, [[[20, 12], [4, 24]]])
   np.testing.assert_allclose(confidence, [[0.7, 0.2]])
 

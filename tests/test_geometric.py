@@ -12,6 +12,7 @@ import pytest
 from dapose_jax import errors, methods, parallel
 from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import geometric, mean_teacher, reconstruction
+from dapose_jax.pose import decoding
 from dapose_jax.run import loop
 from tests.test_configs import get_config
 from tests.test_method_contract import method_config
@@ -81,7 +82,7 @@ def test_the_reconstruction_gradient_passes_through_the_soft_argmax_keypoints():
   base, driving = jax.random.uniform(jax.random.key(4), (2, 2, 32, 32, 3))
 
   def loss(maps):
-    kp = reconstruction.heatmap_keypoints(config, maps)
+    kp = decoding.heatmap_keypoints(config, maps)
     image = reconstruction.model(config).apply(generator, base, kp, kp[:, ::-1], train=False)["image"]
     return reconstruction.loss_terms(config, image, driving, encoder)[0]
 

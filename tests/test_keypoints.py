@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dapose_jax.pose import keypoints
+from dapose_jax.pose import decoding, keypoints
 
 
 def reference_generate_target(joints, visible, heatmap_size, sigma, image_size):
@@ -71,7 +71,7 @@ def test_argmax_2d_first_maximum_and_nonpositive_rule():
   maps = maps.at[0, 5, 2, 0].set(3.0)  # y=5, x=2
   maps = maps.at[0, 1, 6, 1].set(0.5).at[0, 7, 7, 1].set(0.5)  # tie: first in row-major order
   maps = maps.at[0, :, :, 2].set(-1.0).at[0, 4, 4, 2].set(-0.5)  # max <= 0 -> (0, 0)
-  xy, maxvals = keypoints.argmax_2d(maps)
+  xy, maxvals = decoding.argmax_2d(maps)
   np.testing.assert_array_equal(np.asarray(xy[0]), [[2, 5], [6, 1], [0, 0]])
   np.testing.assert_allclose(np.asarray(maxvals[0]), [3.0, 0.5, -0.5])
   np.testing.assert_array_equal(np.asarray(xy[1]), np.zeros((3, 2)))
@@ -81,8 +81,8 @@ def test_pseudo_labels_ground_truth_is_window_gaussian_at_argmax():
   rng = np.random.default_rng(1)
   maps = jnp.asarray(rng.normal(size=(2, 64, 64, 5)).astype(np.float32))
   maps = maps.at[1, :, :, 4].set(-1.0)  # max <= 0: label at (0, 0)
-  gt, gf = keypoints.pseudo_labels(maps)
-  xy, _ = keypoints.argmax_2d(maps)
+  gt, gf = decoding.pseudo_labels(maps)
+  xy, _ = decoding.argmax_2d(maps)
   for b in range(2):
     expected, _ = reference_generate_target(np.asarray(xy[b]), np.ones(5), 64, 2.0, 64)
     np.testing.assert_allclose(np.asarray(gt[b]), expected, atol=1e-6)
@@ -94,8 +94,8 @@ def test_pseudo_labels_ground_truth_is_window_gaussian_at_argmax():
 
 def test_pseudo_labels_fast_variant_is_thresholded_disc_close_to_exact():
   maps = jnp.zeros((1, 64, 64, 2)).at[0, 30, 20, 0].set(1.0).at[0, 10, 40, 1].set(1.0)
-  gt_fast, gf_fast = keypoints.pseudo_labels(maps, fast=True)
-  gt, _ = keypoints.pseudo_labels(maps)
+  gt_fast, gf_fast = decoding.pseudo_labels(maps, fast=True)
+  gt, _ = decoding.pseudo_labels(maps)
   d2 = (np.arange(64)[None, :] - 20) ** 2 + (np.arange(64)[:, None] - 30) ** 2
   np.testing.assert_array_equal(np.asarray(gt_fast[0, ..., 0] > 0), d2 <= 36)
   assert float(jnp.max(jnp.abs(gt_fast - gt))) < 0.0099
@@ -104,6 +104,6 @@ def test_pseudo_labels_fast_variant_is_thresholded_disc_close_to_exact():
 
 def test_pseudo_labels_block_gradients():
   maps = jnp.asarray(np.random.default_rng(2).normal(size=(1, 16, 16, 2)).astype(np.float32))
-  grad = jax.grad(lambda m: jnp.sum(keypoints.pseudo_labels(m)[0] * m))(maps)
+  grad = jax.grad(lambda m: jnp.sum(decoding.pseudo_labels(m)[0] * m))(maps)
   # only the explicit factor m carries gradient: d/dm sum(gt * m) = gt
-  np.testing.assert_allclose(np.asarray(grad), np.asarray(keypoints.pseudo_labels(maps)[0]), atol=1e-7)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(decoding.pseudo_labels(maps)[0]), atol=1e-7)

@@ -91,7 +91,7 @@ def test_unbuilt_dataset_error_says_where_to_get_it_and_how_to_build(tmp_path):
   with pytest.raises(sources.MissingDatasetError) as error:
     sources.make_source(config("lsp", tmp_path / "empty"), "test")
   message = str(error.value)
-  assert f"python -m dapose_jax.commands.build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'empty'}" \
+  assert f"python -m dapose_jax build --dataset lsp --manual_dir MANUAL_DIR --data_dir {tmp_path / 'empty'}" \
       in message
   assert "lsp_dataset.zip" in message and "images/im0001.jpg" in message and "joints.mat" in message
 
@@ -162,7 +162,7 @@ def test_synthetic_lsp_config(tmp_path):
     assert c.target.resize_pad and c.target.augment.resize_pad and not c.target.augment.enabled
     assert "test_size" not in c.target  # LSP is always evaluated on all of its images
     c.target.data_dir = str(tmp_path / "empty")
-    with pytest.raises(sources.MissingDatasetError, match="dapose_jax.commands.build --dataset lsp"):
+    with pytest.raises(sources.MissingDatasetError, match="dapose_jax build --dataset lsp"):
       loop.run(c, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

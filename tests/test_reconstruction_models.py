@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dapose_jax.models import reconstruction
-from dapose_jax.pose import keypoints
+from dapose_jax.pose import decoding, keypoints
 
 SIZE = 32  # image side
 K = 3
@@ -19,14 +19,14 @@ def ideal_target(centre, sigma=2.0, height=64, width=64):
 
 def test_soft_argmax_of_a_delta_is_its_pixel():
   heatmaps = jnp.zeros((1, 16, 20, 2)).at[0, 9, 5, 0].set(1.0).at[0, 3, 12, 1].set(1.0)
-  np.testing.assert_allclose(keypoints.soft_argmax(heatmaps, 0.01), [[[5.0, 9.0], [12.0, 3.0]]], atol=1e-3)
+  np.testing.assert_allclose(decoding.soft_argmax(heatmaps, 0.01), [[[5.0, 9.0], [12.0, 3.0]]], atol=1e-3)
 
 
 def test_soft_argmax_of_a_symmetric_gaussian_at_a_half_pixel_is_its_centre():
   # the grid is symmetric about the centre too: the map's background (peak 0.94 here) would pull towards its middle
-  t = keypoints.soft_argmax_temperature(2.0)
+  t = decoding.soft_argmax_temperature(2.0)
   heatmap = ideal_target((20.5, 11.5), height=24, width=42)
-  np.testing.assert_allclose(keypoints.soft_argmax(heatmap, t), [[[20.5, 11.5]]], atol=1e-3)
+  np.testing.assert_allclose(decoding.soft_argmax(heatmap, t), [[[20.5, 11.5]]], atol=1e-3)
 
 
 def test_soft_argmax_of_a_log_gaussian_at_a_sub_pixel_point_is_that_point():
@@ -34,50 +34,50 @@ def test_soft_argmax_of_a_log_gaussian_at_a_sub_pixel_point_is_that_point():
   t = 0.05
   ys, xs = jnp.meshgrid(jnp.arange(24.0), jnp.arange(24.0), indexing="ij")
   heatmap = -t * ((xs - 10.3) ** 2 + (ys - 7.6) ** 2) / (2 * 1.5**2)
-  np.testing.assert_allclose(keypoints.soft_argmax(heatmap[None, :, :, None], t), [[[10.3, 7.6]]], atol=1e-3)
+  np.testing.assert_allclose(decoding.soft_argmax(heatmap[None, :, :, None], t), [[[10.3, 7.6]]], atol=1e-3)
 
 
 def test_default_temperature_puts_the_stated_mass_within_one_pixel():
-  t = keypoints.soft_argmax_temperature(2.0, heatmap_size=64, mass=0.9)
+  t = decoding.soft_argmax_temperature(2.0, heatmap_size=64, mass=0.9)
   assert t == pytest.approx(0.0695, abs=5e-4)  # measured by the bisection; 0.0698 without the background
   target, _ = keypoints.gaussian_targets(jnp.array([[128.0, 128.0]]), jnp.array([1.0]))  # peak at pixel (32, 32)
   p = jax.nn.softmax(target[..., 0].ravel() / t).reshape(64, 64)
   near = p[32, 31] + p[32, 32] + p[32, 33] + p[31, 32] + p[33, 32]
   assert float(near) == pytest.approx(0.9, abs=1e-6)
-  assert keypoints.soft_argmax_temperature(3.0) < t < keypoints.soft_argmax_temperature(1.0)
+  assert decoding.soft_argmax_temperature(3.0) < t < decoding.soft_argmax_temperature(1.0)
 
 
 def test_default_temperature_bias_at_sub_pixel_offsets_is_below_two_hundredths_of_a_pixel():
-  t = keypoints.soft_argmax_temperature(2.0)
+  t = decoding.soft_argmax_temperature(2.0)
   for offset in (0.1, 0.25, 0.4):
-    xy = keypoints.soft_argmax(ideal_target((31.0 + offset, 31.0)), t)[0, 0]
+    xy = decoding.soft_argmax(ideal_target((31.0 + offset, 31.0)), t)[0, 0]
     assert abs(float(xy[0]) - 31.0 - offset) < 0.02 and abs(float(xy[1]) - 31.0) < 0.02
 
 
 def test_relative_soft_argmax_does_not_depend_on_the_peak_height():
-  t = keypoints.soft_argmax_temperature(2.0)
+  t = decoding.soft_argmax_temperature(2.0)
   heatmap = ideal_target((16.3, 20.0))
-  full = keypoints.soft_argmax(heatmap, t, relative=True)
-  np.testing.assert_allclose(keypoints.soft_argmax(0.6 * heatmap, t, relative=True), full, atol=1e-4)
+  full = decoding.soft_argmax(heatmap, t, relative=True)
+  np.testing.assert_allclose(decoding.soft_argmax(0.6 * heatmap, t, relative=True), full, atol=1e-4)
   np.testing.assert_allclose(full, [[[16.3, 20.0]]], atol=0.02)
   # with the absolute temperature the background of a 0.6 peak pulls it ~2.7 px towards the map's middle
-  pulled = keypoints.soft_argmax(0.6 * heatmap, t)
+  pulled = decoding.soft_argmax(0.6 * heatmap, t)
   assert 2.0 < float(pulled[0, 0, 0]) - 16.3 < 3.5 and 1.5 < float(pulled[0, 0, 1]) - 20.0 < 3.0
 
 
 def test_soft_argmax_gradient_follows_the_peak():
-  t = keypoints.soft_argmax_temperature(2.0)
-  dx_dcentre = jax.jacobian(lambda c: keypoints.soft_argmax(ideal_target(c), t)[0, 0])(jnp.array([20.5, 11.5]))
+  t = decoding.soft_argmax_temperature(2.0)
+  dx_dcentre = jax.jacobian(lambda c: decoding.soft_argmax(ideal_target(c), t)[0, 0])(jnp.array([20.5, 11.5]))
   # moving the peak moves the output by about as much (1.09 here: the sharp softmax aliases on the pixel grid)
   np.testing.assert_allclose(dx_dcentre, np.eye(2), atol=0.15)
-  grad = jax.grad(lambda h: keypoints.soft_argmax(h, t)[0, 0, 0])(ideal_target((20.0, 11.0)))[0, :, :, 0]
+  grad = jax.grad(lambda h: decoding.soft_argmax(h, t)[0, 0, 0])(ideal_target((20.0, 11.0)))[0, :, :, 0]
   assert grad[11, 21] > 0 > grad[11, 19]  # raising the map right of the peak moves x right
 
 
 def test_soft_argmax_equals_argmax_2d_at_low_temperature():
   heatmaps = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 12, 4))
-  xy, _ = keypoints.argmax_2d(heatmaps)
-  np.testing.assert_allclose(keypoints.soft_argmax(heatmaps, 1e-5), xy, atol=1e-3)
+  xy, _ = decoding.argmax_2d(heatmaps)
+  np.testing.assert_allclose(decoding.soft_argmax(heatmaps, 1e-5), xy, atol=1e-3)
 
 
 def test_identity_grid_is_the_normalised_pixel_index():

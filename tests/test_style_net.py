@@ -14,7 +14,7 @@ import configs.demo
 from dapose_jax.auxiliary import style_net
 from dapose_jax.commands import style as style_command
 from dapose_jax.data import pipeline
-from dapose_jax.interop import torch_reader
+from dapose_jax.interop import adain, torch_reader
 from dapose_jax.methods import style_decoder
 from dapose_jax.models import style
 
@@ -168,7 +168,7 @@ def test_released_weights_are_transposed_into_the_layer_of_their_sequential_inde
   encoder_sd, decoder_sd = _released_state_dicts()
   np.savez(tmp_path / "vgg_normalised.npz", **encoder_sd)
   np.savez(tmp_path / "decoder.npz", **decoder_sd)
-  loaded = style.load_released(tmp_path / "vgg_normalised.npz", tmp_path / "decoder.npz")
+  loaded = adain.load_released(tmp_path / "vgg_normalised.npz", tmp_path / "decoder.npz")
   for part, sd in (("encoder", encoder_sd), ("decoder", decoder_sd)):
     for name, p in loaded[part].items():
       i = name[4:]
@@ -190,7 +190,7 @@ def test_known_released_kernels_give_the_known_features_and_image(tmp_path):
   np.savez(tmp_path / "vgg.npz", **encoder_sd)
   # a decoder saved wrapped in a checkpoint dict ({"state_dict": ..., "epoch": ...}) keeps a prefix
   np.savez(tmp_path / "dec.npz", **{f"state_dict.{k}": v for k, v in decoder_sd.items()})
-  loaded = style.load_released(tmp_path / "vgg.npz", tmp_path / "dec.npz")
+  loaded = adain.load_released(tmp_path / "vgg.npz", tmp_path / "dec.npz")
 
   image = np.random.default_rng(0).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
   relu1_1, _, _, relu4_1 = style.encode(loaded["encoder"], jnp.asarray(image), 1.0)
@@ -211,12 +211,12 @@ def test_released_state_dict_problems_are_named(tmp_path):
   decoder_sd["5.weight"] = decoder_sd["5.weight"][:, :128]
   decoder_sd["30.weight"] = np.zeros((3, 3, 3, 3), np.float32)
   with pytest.raises(ValueError) as error:
-    style.decoder_params_from_state_dict(decoder_sd)
+    adain.decoder_params_from_state_dict(decoder_sd)
   message = str(error.value)
   assert "missing 14.weight / 14.bias" in message and "5.weight (256, 128, 3, 3)" in message
   assert "unexpected key 30.weight" in message
   with pytest.raises(ValueError, match="several Sequentials"):
-    style.encoder_params_from_state_dict({**{f"encoder.{k}": v for k, v in encoder_sd.items()},
+    adain.encoder_params_from_state_dict({**{f"encoder.{k}": v for k, v in encoder_sd.items()},
                                           "decoder.1.weight": decoder_sd["1.weight"]})
 
 

@@ -24,6 +24,7 @@ import pytest
 import configs.demo
 from dapose_jax import errors, methods, parallel
 from dapose_jax.commands import import_checkpoint as tc
+from dapose_jax.interop import pose_checkpoints, weights
 from dapose_jax.run import finished
 from tests import test_weights
 
@@ -83,7 +84,7 @@ def abstract_state(method):
 
 def imported(path, method="source_only", network=None):
   config, state = abstract_state(method)
-  return config, tc.load_into_state(path, config, state, network)
+  return config, pose_checkpoints.load_into_state(path, config, state, network)
 
 
 def heatmaps(config, state):
@@ -149,12 +150,13 @@ def torch_heatmaps(head, state_dict, images=IMAGES):
 
 
 def test_keys_map_to_the_pytorch_names_of_each_part():
-  assert tc.torch_key(("backbone", "layer2_0", "downsample_bn", "var")) == "backbone.layer2.0.downsample.1.running_var"
-  assert tc.torch_key(("upsampling", "deconv2", "kernel")) == "upsampling.6.weight"
-  assert tc.torch_key(("upsampling", "bn1", "mean")) == "upsampling.4.running_mean"
-  assert tc.torch_key(("head", "kernel")) == "head.weight"
-  assert tc.torch_key(("head_adv", "bn", "scale")) == "head_adv.1.weight"
-  assert tc.torch_key(("head_adv", "conv2", "bias")) == "head_adv.3.bias"
+  assert (weights.torch_key(("backbone", "layer2_0", "downsample_bn", "var"))
+          == "backbone.layer2.0.downsample.1.running_var")
+  assert weights.torch_key(("upsampling", "deconv2", "kernel")) == "upsampling.6.weight"
+  assert weights.torch_key(("upsampling", "bn1", "mean")) == "upsampling.4.running_mean"
+  assert weights.torch_key(("head", "kernel")) == "head.weight"
+  assert weights.torch_key(("head_adv", "bn", "scale")) == "head_adv.1.weight"
+  assert weights.torch_key(("head_adv", "conv2", "bias")) == "head_adv.3.bias"
 
 
 @pytest.mark.parametrize("head, method", [("simple", "source_only"), ("regda", "regda")])

@@ -103,8 +103,8 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_results(fini
   kill_after = random.Random(0).randint(2, 5)  # checkpoints are written at steps 3 and 6
   killed = tmp_path / "killed"
   child = subprocess.Popen(
-      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import train; from tests.test_train import "
-       "tiny_config; loop.train_and_evaluate(tiny_config(), sys.argv[1])", str(killed)],
+      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax.run import loop; from tests.test_train "
+       "import tiny_config; loop.train_and_evaluate(tiny_config(), sys.argv[1])", str(killed)],
       cwd=pathlib.Path(__file__).resolve().parents[1])
   deadline = time.monotonic() + 600
   while kill_after not in logged_steps(killed) and child.poll() is None and time.monotonic() < deadline:
@@ -129,9 +129,9 @@ def test_a_signal_stops_the_run_after_a_checkpoint_and_the_restart_reaches_the_u
   signal_after = random.Random(signum).randint(1, 4)  # checkpoints are written at steps 3 and 6
   stopped = tmp_path / "stopped"
   child = subprocess.Popen(
-      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax import cli, train; from tests.test_train "
-       "import tiny_config; cli._reporting_user_errors(lambda _: loop.train_and_evaluate(tiny_config(), "
-       "sys.argv[1]))([])", str(stopped)],
+      [sys.executable, "-c", "import sys, tests.conftest; from dapose_jax.commands import cli; from dapose_jax.run "
+       "import loop; from tests.test_train import tiny_config; "
+       "cli._reporting_user_errors(lambda _: loop.train_and_evaluate(tiny_config(), sys.argv[1]))([])", str(stopped)],
       cwd=pathlib.Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 600
   while signal_after not in logged_steps(stopped) and child.poll() is None and time.monotonic() < deadline:

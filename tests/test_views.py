@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dapose_jax.augment import views
-from dapose_jax.pose import keypoints
+from dapose_jax.pose import decoding, keypoints
 
 
 def matrices(angle, shear, translate, scale, size):
@@ -69,7 +69,7 @@ def test_heatmap_warped_back_peaks_at_the_base_keypoint():
   render = lambda p: keypoints.gaussian_targets(p, jnp.ones(1), size, hm, sigma=2.0)[0]
   view_maps = jax.vmap(render)(view_points)
   back = views.to_base(view_maps, views.rescale(m, 1 / stride), order=1)
-  xy, _ = keypoints.argmax_2d(back)
+  xy, _ = decoding.argmax_2d(back)
   np.testing.assert_allclose(xy[:, 0], jnp.round(base_points[:, 0] / stride), atol=1.0)
 
 

@@ -2,7 +2,7 @@
 
 ``style_net.msgpack`` holds the frozen encoder and the trained decoder (flax serialization);
 ``style_net.json`` beside it holds the ``config.style`` fields it was made with and its loss curve.
-The decoder is trained by the ``style_decoder`` method (``python -m dapose_jax.commands.style``).
+The decoder is trained by the ``style_decoder`` method (``python -m dapose_jax style``).
 
 A run that stylises images reads ``config.style.net`` (such a file) or, when it is empty and
 ``config.style.decoder`` names a released UDAPE decoder, the released encoder and decoder directly.
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from dapose_jax import errors
 from dapose_jax.config import defaults
-from dapose_jax.interop import weights
+from dapose_jax.interop import adain, weights
 from dapose_jax.models import style
 from dapose_jax.storage import checkpoints, workdirs
 
@@ -46,9 +46,9 @@ def with_released(style_config, params):
   params = dict(params)
   encoder = defaults.named_file(style_config.encoder)
   if encoder:
-    params["encoder"] = style.encoder_params_from_state_dict(weights.read_state_dict(encoder))
+    params["encoder"] = adain.encoder_params_from_state_dict(weights.read_state_dict(encoder))
   if style_config.decoder:
-    params["decoder"] = style.decoder_params_from_state_dict(weights.read_state_dict(style_config.decoder))
+    params["decoder"] = adain.decoder_params_from_state_dict(weights.read_state_dict(style_config.decoder))
   return params
 
 
@@ -90,6 +90,6 @@ def load(config, like):
   path = pathlib.Path(config.style.net).expanduser()
   if not config.style.net or not path.is_file():
     raise errors.MissingInputError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
-                            "python -m dapose_jax.commands.style (a method that needs one trains it on its own)")
+                            "python -m dapose_jax style (a method that needs one trains it on its own)")
   params, _ = read(path)
   return checkpoints.checked_like(params, like)

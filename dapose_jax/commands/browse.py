@@ -1,6 +1,6 @@
 """The ``browse`` command: a contact sheet of a data set's samples as a run sees them, keypoints drawn.
 
-  python -m dapose_jax.commands.browse --config configs/demo.py:smoke [--domain source|target] [--split train|test]
+  python -m dapose_jax browse --config configs/demo.py:smoke [--domain source|target] [--split train|test]
       [--count 16] [--columns N] [--tile_size PX] [--out DIR] [--seed N] [--overwrite]
 
 (also ``dapose-jax browse ...``). ``--split train`` shows the first samples of the training stream with their
@@ -26,6 +26,7 @@ from absl import flags
 from dapose_jax import errors
 from dapose_jax.augment import device_augment
 from dapose_jax.commands import cli
+from dapose_jax.config import defaults
 from dapose_jax.data import pipeline, sources
 from dapose_jax.plots import drawing
 from dapose_jax.pose import skeletons
@@ -37,7 +38,7 @@ SHEET = "contact_sheet.png"
 
 def define_flags():
   cli.define_config_flag()
-  flags.DEFINE_enum("domain", "source", loop.DOMAINS, "The data set of the config to show.")
+  flags.DEFINE_enum("domain", "source", defaults.DOMAINS, "The data set of the config to show.")
   flags.DEFINE_enum("split", "train", ("train", "test"), "train: augmented, as the run trains on it; test: the test "
                     "transform, as the evaluators see it.")
   flags.DEFINE_integer("count", 16, "How many samples to show.", lower_bound=1)

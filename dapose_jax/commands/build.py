@@ -1,6 +1,6 @@
 """Builds a data set from its manually downloaded release into TFDS ArrayRecord files (no TensorFlow needed).
 
-  python -m dapose_jax.commands.build --dataset lsp --manual_dir ~/data/lsp [--data_dir ~/tensorflow_datasets]
+  python -m dapose_jax build --dataset lsp --manual_dir ~/data/lsp [--data_dir ~/tensorflow_datasets]
 
 (also ``dapose-jax build ...``). TFDS writes into a temporary ``<data_dir>/<name>/incomplete.*`` folder and
 renames it to the version folder only when every split is written, so an interrupted build is never read

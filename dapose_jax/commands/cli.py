@@ -8,6 +8,7 @@ run on its own with ``python -m MODULE``.
 import importlib
 import logging
 import os
+import pathlib
 import sys
 
 from absl import app, flags
@@ -34,12 +35,54 @@ COMMANDS = {
 }
 
 
-def define_config_flag():
-  """--config (required): a Python file with get_config(variant); any key can be overridden."""
-  config_flags.DEFINE_config_file(
-      "config", None, "Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key "
-      "with --config.KEY=VALUE.", lock_config=True)
+def define_config_flag(recorded=False):
+  """--config (required): a Python file with get_config(variant), or with ``recorded`` also a run's config.json
+  (or the run folder holding it); any key can be overridden."""
+  help_text = ("Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key with "
+               "--config.KEY=VALUE.")
+  if recorded:
+    help_text = ("The run's config: the config file, variant and overrides it was trained with (e.g. "
+                 "configs/demo.py:smoke), or the config.json the run recorded (RUN/config.json, or RUN); override any "
+                 "key with --config.KEY=VALUE, e.g. --config.target.name=lsp to evaluate on another data set.")
+  config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+  if recorded:
+    FLAGS["config"].parser = _FileOrRecordedConfig(FLAGS["config"].parser)
   flags.mark_flag_as_required("config")
+
+
+def define_model_flags():
+  """--config (a config file, or a run's config.json) and --checkpoint: a trained run's model
+  (``run.finished``)."""
+  define_config_flag(recorded=True)
+  flags.DEFINE_string("checkpoint", None, "A run folder (its newest checkpoint), RUN/best (its best state) or one "
+                      "step folder (RUN/checkpoints/STEP).")
+  flags.mark_flag_as_required("checkpoint")
+
+
+class _FileOrRecordedConfig(flags.ArgumentParser):
+  """--config's parser: a recorded config.json (or a folder holding one) is read here, anything else is a config
+  file for ml_collections' own parser."""
+
+  def __init__(self, files):
+    self._files = files
+
+  def parse(self, argument):
+    from dapose_jax.run import finished
+    from dapose_jax.storage import workdirs
+
+    path = pathlib.Path(argument).expanduser()
+    if path.is_dir():
+      path = path / workdirs.CONFIG
+    if path.suffix != ".json":
+      return self._files.parse(argument)
+    config = finished.read_config(path)
+    config.lock()
+    return config
+
+  def flag_type(self):
+    return self._files.flag_type()
+
+
 
 
 def define_run_flags():

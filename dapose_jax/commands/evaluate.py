@@ -1,6 +1,6 @@
 """The ``evaluate`` command: a trained checkpoint's tables on a split, printed and written as JSON.
 
-  python -m dapose_jax.commands.evaluate --config=configs/demo.py --checkpoint=runs/demo [--split=test]
+  python -m dapose_jax evaluate --config=configs/demo.py --checkpoint=runs/demo [--split=test]
       [--domain=target|source|both] [--thresholds=0.05,0.1,0.2] [--metrics=pck_bbox,pck_auc,epe] [--flip]
       [--out=FILE.json] [--overwrite] [--config.target.name=...]
 
@@ -39,9 +39,9 @@ BOTH = "both"
 
 
 def define_flags():
-  finished.define_flags()
+  cli.define_model_flags()
   flags.DEFINE_string("split", "test", "The split every evaluator runs on.")
-  flags.DEFINE_enum("domain", BOTH, [*evaluators.DOMAINS, BOTH], "The data sets to evaluate on.")
+  flags.DEFINE_enum("domain", BOTH, [*defaults.DOMAINS, BOTH], "The data sets to evaluate on.")
   flags.DEFINE_list("thresholds", [], "PCK thresholds, e.g. 0.05,0.1,0.2: each evaluator with a threshold runs "
                     "once per value (as NAME@T); default: the config's.")
   flags.DEFINE_list("metrics", [], "More evaluator types to run on each domain (as DOMAIN_TYPE), e.g. "
@@ -147,7 +147,7 @@ def main(argv):
   cli.expect_no_arguments(argv)
   cli.log_progress_to_stderr()
   cli.enable_compilation_cache()
-  domains = evaluators.DOMAINS if FLAGS.domain == BOTH else (FLAGS.domain,)
+  domains = defaults.DOMAINS if FLAGS.domain == BOTH else (FLAGS.domain,)
   thresholds = _parse_thresholds(FLAGS.thresholds)
   checkpoint = finished.locate(FLAGS.checkpoint)
   out = output_path(FLAGS.out, checkpoint, FLAGS.split, FLAGS.overwrite)

@@ -1,13 +1,13 @@
 """The ``predict`` command: the keypoints of images, from a trained checkpoint.
 
-  python -m dapose_jax.commands.predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
+  python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
       [--overwrite]
 
 (also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``inference``). A
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
 EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
-as the evaluators decode it (heatmap argmax times the stride, ``evaluators.coordinates``) and mapped back to the
+as the evaluators decode it (heatmap argmax times the stride, ``decoding.keypoints_in_pixels``) and mapped back to the
 original image's pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
 ``--flip`` averages with the mirrored image's heatmaps (``finished.flip_tested``).
 
@@ -34,8 +34,8 @@ from PIL import Image, ImageOps
 from dapose_jax import errors, parallel
 from dapose_jax.augment import transforms
 from dapose_jax.commands import cli
-from dapose_jax.evaluators import coordinates
 from dapose_jax.plots import drawing
+from dapose_jax.pose import decoding
 from dapose_jax.run import finished
 
 FLAGS = flags.FLAGS
@@ -43,7 +43,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def define_flags():
-  finished.define_flags()
+  cli.define_model_flags()
   flags.DEFINE_string("out", None, "The folder to write STEM.json and STEM.png into (made if missing).")
   flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
   flags.DEFINE_bool("overwrite", False, "Replace the outputs of an earlier prediction in --out.")
@@ -115,7 +115,7 @@ def keypoint_predictor(model, mesh, flip=False):
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
 
   def predict(state, images):
-    return coordinates.keypoints_in_pixels(method.eval_heatmaps(model.config, state, images), model.config.image_size)
+    return decoding.keypoints_in_pixels(method.eval_heatmaps(model.config, state, images), model.config.image_size)
 
   data = parallel.data_sharding(mesh)
   return jax.jit(predict, in_shardings=(parallel.replicated(mesh), data), out_shardings=(data, data))

@@ -1,4 +1,4 @@
-"""The ``reconstruction`` command: ``python -m dapose_jax.commands.reconstruction --config configs/demo.py --workdir
+"""The ``reconstruction`` command: ``python -m dapose_jax reconstruction --config configs/demo.py --workdir
 DIR [--config.reconstruction.keypoints=predictor --config.reconstruction.predictor=RUN/pretrain/best ...]`` (also
 ``dapose-jax reconstruction ...``) writes ``DIR/reconstruction.msgpack`` and ``DIR/reconstruction.png``: the
 geometric reconstruction's generator trained by the training loop as the method ``reconstruction``

@@ -1,4 +1,4 @@
-"""The ``style`` command: ``python -m dapose_jax.commands.style --config configs/demo.py --workdir DIR
+"""The ``style`` command: ``python -m dapose_jax style --config configs/demo.py --workdir DIR
 [--config.style.steps=N ...]`` (also ``dapose-jax style ...``) writes ``DIR/style_net.msgpack`` and
 ``DIR/style_net.json`` (see ``style_net``): the decoder trained by the training loop as the method
 ``style_decoder`` (``methods/style_decoder.py``, in DIR/training until it is written), or a released decoder

@@ -6,6 +6,9 @@ from dapose_jax import errors
 from dapose_jax.config import datasets
 
 
+DOMAINS = ("source", "target")  # a config's two data sets, config.source and config.target
+
+
 def leaves(config, prefix="config"):
   """(KEY, value) of every leaf of ``config`` (a ConfigDict or dict), KEY as ``--KEY=VALUE`` overrides it, e.g.
   config.source_only.lr."""

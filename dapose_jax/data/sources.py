@@ -120,4 +120,4 @@ def _built_source(builder_class, name, data_dir, split):
 
 
 def _build_command(name, data_dir):
-  return f"python -m dapose_jax.commands.build --dataset {name} --manual_dir MANUAL_DIR --data_dir {data_dir}"
+  return f"python -m dapose_jax build --dataset {name} --manual_dir MANUAL_DIR --data_dir {data_dir}"

@@ -19,15 +19,13 @@ import jax
 import numpy as np
 
 from dapose_jax import errors, parallel
+from dapose_jax.config import defaults
 from dapose_jax.data import sources
 from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins, pseudo_labels
 from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
          "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
-DOMAINS = ("source", "target")
-
-
 def from_config(config, method, mesh):
   """{name: evaluator} for ``config.evals``, each on its split, scoring ``method.eval_heatmaps``; the data
   sets are opened and every setting is checked here, before a run writes anything."""
@@ -44,8 +42,8 @@ def from_config(config, method, mesh):
     kind, domain, split = spec.pop("type", None), spec.pop("domain", None), spec.pop("split", "test")
     if kind not in TYPES:
       raise errors.ConfigError(f"config.evals.{name}.type={kind!r} is not an evaluator; choose one of {sorted(TYPES)}")
-    if domain not in DOMAINS:
-      raise errors.ConfigError(f"config.evals.{name}.domain={domain!r}; expected one of {DOMAINS}")
+    if domain not in defaults.DOMAINS:
+      raise errors.ConfigError(f"config.evals.{name}.domain={domain!r}; expected one of {defaults.DOMAINS}")
     if kind == "pseudo_labels":
       if method.pseudo_labels is None:
         raise errors.ConfigError(f"config.evals.{name}.type='pseudo_labels' needs a method with pseudo-labels "

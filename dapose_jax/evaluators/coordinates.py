@@ -3,7 +3,7 @@ and the metric classes of ``mmpose/evaluation/metrics/keypoint_2d_metrics.py``, 
 
 Coordinates are in input pixels (the ``config.image_size`` square the model sees, after the split's resize or
 resize-and-pad), not in the original image's pixels. A prediction is the integer argmax of its heatmap times the
-stride (``keypoints_in_pixels``): the inverse of the targets' centre ``int(x / stride + 0.5)``, the decoding
+stride (``decoding.keypoints_in_pixels``): the inverse of the targets' centre ``int(x / stride + 0.5)``, the decoding
 tllib's PCK scores, without mmpose's quarter-pixel shift toward the higher neighbour, so these metrics and
 ``pck`` judge the same predictions. It quantises: a perfect heatmap is up to stride / 2 off per axis. The
 ground truth is the split's keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
@@ -33,13 +33,7 @@ import numpy as np
 
 from dapose_jax import parallel
 from dapose_jax.data import pipeline
-from dapose_jax.pose import keypoints
-
-
-def keypoints_in_pixels(heatmaps, image_size):
-  """(xy (..., K, 2) in input pixels, confidence (..., K): each map's maximum) of heatmaps (..., H, W, K)."""
-  xy, confidence = keypoints.argmax_2d(heatmaps)
-  return xy * (image_size / heatmaps.shape[-2]), confidence
+from dapose_jax.pose import decoding
 
 
 class CoordinateMetric:
@@ -61,7 +55,7 @@ class CoordinateMetric:
 
   def _global_batch_sums(self, heatmaps, batch):
     """The sums of one global batch (traced once): ``_batch_sums`` of the decoded predictions and the truth."""
-    pred, _ = keypoints_in_pixels(heatmaps, self._image_size)
+    pred, _ = decoding.keypoints_in_pixels(heatmaps, self._image_size)
     counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
     return self._batch_sums(pred, batch["keypoints"], counted)
 

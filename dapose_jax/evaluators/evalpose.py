@@ -1,6 +1,6 @@
 """EvalPose (Dua et al.) of one split: the mean over its images of ``metrics.evalpose`` x 100.
 
-Predictions are decoded as the coordinate metrics decode them (``coordinates.keypoints_in_pixels``: the integer
+Predictions are decoded as the coordinate metrics decode them (``decoding.keypoints_in_pixels``: the integer
 argmax times the stride). An image counts when it has at least one angle of the keypoint set
 (``skeletons.KeypointSet.angles``) whose three ground-truth keypoints are visible; EvalPose is 0 where none does.
 It is invariant to scale, translation and in-plane rotation of either pose, so it judges the articulation that

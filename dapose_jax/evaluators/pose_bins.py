@@ -32,7 +32,7 @@ from dapose_jax import errors
 from dapose_jax.auxiliary import pose_vae
 from dapose_jax.data import sampling, sources
 from dapose_jax.evaluators import coordinates
-from dapose_jax.pose import keypoints, metrics
+from dapose_jax.pose import decoding, keypoints, metrics
 
 
 class PoseBins(coordinates.CoordinateMetric):
@@ -76,7 +76,7 @@ class PoseBins(coordinates.CoordinateMetric):
     correct, counted = metrics.pck_hits(heatmaps, target, self._threshold)
     counted = counted[:, self._all] & real[:, None]
     correct = correct[:, self._all] & counted
-    pred, _ = coordinates.keypoints_in_pixels(heatmaps, self._image_size)
+    pred, _ = decoding.keypoints_in_pixels(heatmaps, self._image_size)
     per_image = metrics.evalpose(pred, batch["keypoints"], (batch["visible"] > 0) & real[:, None], self.keypoint_set)
     scored = ~jnp.isnan(per_image)  # NaN: padding, or no angle
     bins = self._bin_index[batch["index"]]

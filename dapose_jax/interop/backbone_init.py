@@ -7,9 +7,6 @@ import dataclasses
 import hashlib
 import pathlib
 
-import jax
-import numpy as np
-
 from dapose_jax import errors
 from dapose_jax.config import defaults
 from dapose_jax.interop import weights
@@ -52,31 +49,21 @@ def read(config, abstract_state):
   except Exception as error:  # a damaged or foreign file: the readers' own messages do not name it
     raise errors.CorruptInputError(f"{key} cannot be read as a state dict ({type(error).__name__}: {error})") from None
   params, stats = abstract_state.params[BACKBONE], abstract_state.batch_stats[BACKBONE]
-  _check_matches(key, config.model.backbone, params, stats, state_dict)
-  params, stats, problems = weights.convert_tree(params, stats, state_dict, weights.torch_key)
-  assert not any(problems.values()), problems  # _check_matches found each of them
+  params, stats, mismatches = weights.convert_tree(params, stats, state_dict, weights.torch_key)
+  if mismatches:
+    raise errors.ConfigError(f"{key} is not a torchvision {config.model.backbone} state dict: "
+                             f"{_described(mismatches[0])}")
   return Initial(params, stats, sha256(path))
 
 
-def _check_matches(key, backbone, params, stats, state_dict):
-  used = set()
-  for tree in (params, stats):
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      name = weights.torch_key(tuple(p.key for p in path))
-      expected = tuple(leaf.shape)
-      if name not in state_dict:
-        raise errors.ConfigError(f"{key} is not a torchvision {backbone} state dict: it has no {name} (the model's: "
-                                 f"shape {_torch_shape(expected)})")
-      used.add(name)
-      got = tuple(np.shape(state_dict[name]))
-      if got != _torch_shape(expected):
-        raise errors.ConfigError(f"{key} is not a torchvision {backbone} state dict: {name} has shape {got} in the "
-                                 f"file, {_torch_shape(expected)} in the model")
-  extra = [k for k in state_dict if k not in used and not k.endswith(".num_batches_tracked")
-           and not k.startswith("fc.")]
-  if extra:
-    raise errors.ConfigError(f"{key} is not a torchvision {backbone} state dict: the model has no {extra[0]} "
-                             f"(shape {tuple(np.shape(state_dict[extra[0]]))} in the file)")
+def _described(mismatch):
+  """A ``weights.Mismatch`` in words, its shapes in PyTorch's layout."""
+  if mismatch.kind == "missing":
+    return f"it has no {mismatch.key} (the model's: shape {_torch_shape(mismatch.model_shape)})"
+  if mismatch.kind == "mis-shaped":
+    return (f"{mismatch.key} has shape {_torch_shape(mismatch.file_shape)} in the file, "
+            f"{_torch_shape(mismatch.model_shape)} in the model")
+  return f"the model has no {mismatch.key} (shape {mismatch.file_shape} in the file)"
 
 
 def _torch_shape(flax_shape):

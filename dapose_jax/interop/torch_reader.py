@@ -3,9 +3,10 @@
 Since torch 1.6, ``torch.save`` writes a zip archive: ``<name>/data.pkl`` (the pickled object, whose storages are
 persistent ids ``('storage', storage type, key, location, numel)``), ``<name>/data/<key>`` (each storage's raw
 bytes), ``<name>/version`` and, in recent versions, ``<name>/byteorder`` (``little`` when absent). ``read``
-unpickles ``data.pkl`` with an unpickler that knows only the tensor rebuild functions, ``collections.OrderedDict``
-and the storage types, so a file that asks for any other global (``os.system``, ``builtins.eval``, a model class)
-is refused before anything runs. ``bfloat16`` tensors are returned as ``float32`` (numpy has no bfloat16; the
+unpickles ``data.pkl`` with an unpickler that knows only the tensor rebuild functions, ``collections.OrderedDict``,
+the storage types and ``argparse.Namespace`` (the training arguments that tllib and UDAPE save beside the weights,
+read as an inert object), so a file that asks for any other global (``os.system``, ``builtins.eval``, a model
+class) is refused before anything runs. ``bfloat16`` tensors are returned as ``float32`` (numpy has no bfloat16; the
 conversion is exact). The legacy format of torch < 1.6 (a bare pickle stream) is not read.
 """
 
@@ -17,6 +18,7 @@ import zipfile
 import numpy as np
 
 from dapose_jax import errors
+from dapose_jax.interop import nested
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -98,6 +100,8 @@ class _Unpickler(pickle.Unpickler):
       return _StorageType(name)
     if (module, name) == ("collections", "OrderedDict"):
       return collections.OrderedDict
+    if (module, name) == ("argparse", "Namespace"):
+      return type("Namespace", (), {})  # an empty class: its instances take the arguments' values, nothing runs
     raise errors.CorruptInputError(f"{self._path}: refuses to unpickle {module}.{name}: only tensors are read")
 
   def persistent_load(self, pid):
@@ -130,36 +134,34 @@ class _Unpickler(pickle.Unpickler):
     return array
 
 
-def flatten(tree, prefix=""):
+def flatten(tree):
   """Nested dicts of arrays or torch tensors -> ``{'a.b.0.weight': np.ndarray}``; other leaves (``epoch``, ...) are
   dropped. Torch tensors become numpy arrays, ``bfloat16`` ones ``float32``."""
-  flat = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      flat.update(flatten(value, name + "."))
-    elif hasattr(value, "detach"):  # a torch tensor
-      tensor = value.detach().cpu()
-      if str(tensor.dtype) == "torch.bfloat16":
-        tensor = tensor.float()
-      flat[name] = tensor.numpy()
-    elif isinstance(value, np.ndarray):
-      flat[name] = value
-  return flat
+  return nested.flatten(tree, _as_array)
+
+
+def _as_array(value):
+  """A torch tensor or numpy array as a numpy array (``bfloat16`` as ``float32``); None for anything else."""
+  if hasattr(value, "detach"):  # a torch tensor
+    tensor = value.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":
+      tensor = tensor.float()
+    return tensor.numpy()
+  return value if isinstance(value, np.ndarray) else None
 
 
 def read(path) -> dict[str, np.ndarray]:
   """The tensors of a ``torch.save`` zip file as ``{dotted key: np.ndarray}``, nested dicts flattened (``flatten``);
   ``bfloat16`` tensors are converted to ``float32``. Raises ``errors.MissingInputError`` for a missing file and
   ``errors.CorruptInputError`` for one that is not such an archive, or whose pickle holds anything but tensors,
-  containers and plain values."""
+  containers, plain values and ``argparse.Namespace``."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise errors.MissingInputError(f"{path}: no such file")
   if not zipfile.is_zipfile(path):
     raise errors.CorruptInputError(
-        f"{path} is not a torch.save zip archive (the legacy format of torch < 1.6, or not a PyTorch file): re-save "
-        "it with torch >= 1.6 (torch.save(torch.load(f), f)), or convert it to .npz")
+        f"{path} is not a torch.save zip archive (the legacy format of torch < 1.6, which needs PyTorch, or not a "
+        "PyTorch file): re-save it with torch >= 1.6 (torch.save(torch.load(f), f)), or convert it to .npz")
   try:
     with zipfile.ZipFile(path) as archive:
       pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]

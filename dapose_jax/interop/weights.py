@@ -1,20 +1,30 @@
-"""Import torchvision ResNet weights (ImageNet checkpoints) into `dapose_jax.models.resnet`.
+"""Import PyTorch weights into our Flax networks: the one reader of state-dict files, the key map of torchvision's
+ResNet (`dapose_jax.models.resnet`) and of tllib's pose networks (`dapose_jax.models.pose`), and the conversion that
+names every key the two sides do not share alike.
 
 Key mapping (torchvision -> Flax, relative to the backbone module):
   `conv1.weight` (O, I, kh, kw)        -> params `conv1/kernel` (kh, kw, I, O)
   `bn1.weight`, `bn1.bias`             -> params `bn1/scale`, `bn1/bias`
   `bn1.running_mean`, `.running_var`   -> batch_stats `bn1/mean`, `bn1/var`
   `layer2.0.downsample.0` / `.1`       -> `layer2_0/downsample_conv` / `downsample_bn`
-`num_batches_tracked` and `fc.*` are ignored.
+`num_batches_tracked` and `fc.*` are ignored. A PoseNet's `backbone.*` is such a ResNet; its other parts:
+  `upsampling.{3i}.*` (ConvTranspose2d)  -> `upsampling/deconv{i}`
+  `upsampling.{3i+1}.*` (BatchNorm)      -> `upsampling/bn{i}`
+  `head.weight`, `head.bias`             -> `head/kernel`, `head/bias`
+  `head.0` / `head.1` / `head.3` (RegDA) -> `head/conv1` / `head/bn` / `head/conv2`; `head_adv` alike
 """
 
+import argparse
 import os
-from typing import Mapping, Optional
+import pickle
+import re
+from typing import Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dapose_jax import errors
 from dapose_jax.interop import torch_reader
 
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -22,23 +32,28 @@ _IGNORED_PREFIXES = ("fc.",)
 _FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias",
                        "mean": "running_mean", "var": "running_var"}
 _FLAX_TO_TORCH_MODULE = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
+_REGDA_HEAD_LAYERS = {"conv1": "0", "bn": "1", "conv2": "3"}  # tllib _make_head(2): Conv, BN, ReLU, Conv
 
 
 def torch_key(flax_path) -> str:
-  """torchvision state-dict key of a Flax leaf path such as ("layer1_0", "bn1", "mean")."""
+  """The PyTorch state-dict key of a Flax leaf path of a ResNet, such as ("layer1_0", "bn1", "mean") ->
+  "layer1.0.bn1.running_mean", or of a PoseNet, such as ("upsampling", "bn1", "mean") -> "upsampling.4.running_mean"
+  (see the module docstring)."""
   *modules, leaf = flax_path
-  parts = [_FLAX_TO_TORCH_MODULE.get(m, m.replace("_", ".")) for m in modules]
+  top = modules[0] if modules else None
+  if top == "upsampling":
+    kind, index = re.fullmatch(r"(deconv|bn)(\d+)", modules[1]).groups()
+    parts = [top, str(3 * int(index) + (kind == "bn"))]
+  elif top in ("head", "head_adv"):
+    parts = [top] + [_REGDA_HEAD_LAYERS[m] for m in modules[1:]]
+  else:
+    parts = [_FLAX_TO_TORCH_MODULE.get(m, m.replace("_", ".")) for m in modules]
   return ".".join(parts + [_FLAX_TO_TORCH_LEAF[leaf]])
 
 
-def _to_flax(name, value, target_shape):
-  value = np.asarray(value)
-  if value.ndim == 4:  # conv (O, I, kh, kw) -> (kh, kw, I, O)
-    value = value.transpose(2, 3, 1, 0)
-  if value.shape != tuple(target_shape):
-    return None, (f"{name}: checkpoint shape {value.shape} (after transpose) "
-                  f"!= model shape {tuple(target_shape)}")
-  return value, None
+def _to_flax(value):
+  """A PyTorch array in Flax's layout: a conv kernel (O, I, kh, kw) as (kh, kw, I, O), anything else as it is."""
+  return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
 
 
 def load_torchvision_resnet(params, batch_stats, state_dict: Mapping[str, np.ndarray],
@@ -51,48 +66,69 @@ def load_torchvision_resnet(params, batch_stats, state_dict: Mapping[str, np.nda
   """
   sub_params = params[module] if module else params
   sub_stats = batch_stats[module] if module else batch_stats
-  new_params, new_stats, found = convert_tree(sub_params, sub_stats, state_dict, torch_key)
-  problems = ([f"missing key {k}" for k in found["missing"]] + found["mis-shaped"]
-              + [f"unexpected key {k}" for k in found["unexpected"]])
-  if problems:
+  new_params, new_stats, mismatches = convert_tree(sub_params, sub_stats, state_dict, torch_key)
+  if mismatches:
+    problems = [f"{kind} key {m}" if kind != "mis-shaped" else str(m)
+                for kind in Mismatch.KINDS for m in mismatches if m.kind == kind]
     raise ValueError("torchvision state dict does not match the model:\n  " + "\n  ".join(problems))
   if module:
     return {**params, module: new_params}, {**batch_stats, module: new_stats}
   return new_params, new_stats
 
 
+class Mismatch(NamedTuple):
+  """A key that a model and a state dict do not share alike: one of ``KINDS``, the key, and its shape in the file
+  (in Flax's layout where the model has the key) and in the model, None on the side that lacks it."""
+  kind: str
+  key: str
+  file_shape: Optional[tuple]
+  model_shape: Optional[tuple]
+
+  KINDS = ("missing", "mis-shaped", "unexpected")
+
+  def __str__(self):
+    """The key, and for a mis-shaped one both shapes."""
+    if self.kind != "mis-shaped":
+      return self.key
+    return f"{self.key}: checkpoint shape {self.file_shape} (after transpose) != model shape {self.model_shape}"
+
+
 def convert_tree(params, batch_stats, state_dict, key_of, where="", prepare=None,
                  ignored_prefixes=_IGNORED_PREFIXES):
   """New (params, batch_stats) with each leaf taken from ``state_dict[key_of(flax_path)]`` (``prepare(flax_path,
-  array)`` first when given, then ``_to_flax``), and the problems found: {"missing": keys, "mis-shaped": messages,
-  "unexpected": keys}, each naming its key after ``where``; a leaf with a problem is left as it was. Keys ending
-  in ``.num_batches_tracked`` or starting with one of ``ignored_prefixes`` are never unexpected."""
-  used, problems = set(), {"missing": [], "mis-shaped": [], "unexpected": []}
+  array)`` first when given, then ``_to_flax``), and the mismatches found (``Mismatch``, each naming its key after
+  ``where``): the missing and mis-shaped keys in the order of the leaves, then the unexpected ones sorted; a leaf
+  with a problem is left as it was. Keys ending in ``.num_batches_tracked`` or starting with one of
+  ``ignored_prefixes`` are never unexpected."""
+  used, mismatches = set(), []
 
   def convert(path, leaf):
     flax_path = tuple(p.key for p in path)
     name = key_of(flax_path)
     if name not in state_dict:
-      problems["missing"].append(f"{where}{name}")
+      mismatches.append(Mismatch("missing", f"{where}{name}", None, tuple(leaf.shape)))
       return leaf
     used.add(name)
     value = np.asarray(state_dict[name])
-    value, error = _to_flax(f"{where}{name}", prepare(flax_path, value) if prepare else value, leaf.shape)
-    if error:
-      problems["mis-shaped"].append(error)
+    value = _to_flax(prepare(flax_path, value) if prepare else value)
+    if value.shape != tuple(leaf.shape):
+      mismatches.append(Mismatch("mis-shaped", f"{where}{name}", value.shape, tuple(leaf.shape)))
       return leaf
     return jnp.asarray(value, leaf.dtype)
 
   new_params = jax.tree_util.tree_map_with_path(convert, params)
   new_stats = jax.tree_util.tree_map_with_path(convert, batch_stats)
-  problems["unexpected"] = [f"{where}{k}" for k in sorted(state_dict) if k not in used
-                            and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(ignored_prefixes)]
-  return new_params, new_stats, problems
+  mismatches += [Mismatch("unexpected", f"{where}{k}", tuple(np.shape(state_dict[k])), None)
+                 for k in sorted(state_dict) if k not in used
+                 and not k.endswith(_IGNORED_SUFFIXES) and not k.startswith(ignored_prefixes)]
+  return new_params, new_stats, mismatches
 
 
 def read_state_dict(path) -> dict[str, np.ndarray]:
   """Read a state dict from `.npz`, `.safetensors` (needs safetensors) or `.pth`/`.pt`/`.pth.tar` (with torch when it
-  is installed, else `torch_reader`); a state dict nested in a checkpoint dict comes back with dotted keys."""
+  is installed, else `torch_reader`); the tensors of nested dicts (a checkpoint such as {"model": state dict,
+  "teacher": ..., "epoch": 3}) come back under dotted keys (`model.backbone.conv1.weight`), other values are
+  dropped. Besides tensors, a PyTorch file may hold only the `argparse.Namespace` of its training arguments."""
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lower()
   if ext == ".npz":
@@ -109,6 +145,21 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
       import torch
     except ImportError:
       return torch_reader.read(path)
-    return torch_reader.flatten(torch.load(path, map_location="cpu", weights_only=True))
+    return torch_reader.flatten(_torch_load(torch, path))
   raise ValueError(f"unsupported checkpoint format {ext!r} ({path}); "
                    "expected .npz, .safetensors, .pth, .pt or .pth.tar")
+
+
+def _torch_load(torch, path):
+  """What ``torch.load`` reads of ``path`` with ``weights_only=True`` and the training arguments allowed."""
+  # tllib and UDAPE save their argparse.Namespace beside the weights; nothing else needs to be unpickled
+  with torch.serialization.safe_globals([argparse.Namespace]):
+    try:
+      return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+      reason = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
+      if reason is None:
+        raise
+      raise errors.CorruptInputError(
+          f"{path} holds more than tensors and the training arguments ({reason}); if you trust the file, save its "
+          "state dicts alone with torch.save and import that") from None

@@ -4,7 +4,8 @@ Geometric Reconstruction", NeurIPS 2023; no public code: every piece is defined 
 Stages: the AdaIN network and stage 1 as the mean teacher's (``mean_teacher.prepare``); then, with the
 reconstruction term, the generator pre-trained on source pairs with stage 1's predicted keypoints (method
 ``reconstruction`` into WORKDIR/reconstruction, unless ``config.geometric.generator`` names a network file); then
-stage 2, the mean teacher's step (``mean_teacher.train_step``) with two changes that ``ablation`` selects:
+stage 2, the mean teacher's step (``mean_teacher.train_step``) with two changes (``STEP_EXTENSION``) that ``ablation``
+selects:
 
 - Integrated pseudo-labels ("pseudo", "both"): T the teacher's heatmaps in the base frame, p_k its argmax
   (heatmap pixels), M2D = ``lifting.mask_2d(T, config.lifting.tau2d)`` (tau2d < 0: the mean teacher's batch-median
@@ -18,7 +19,7 @@ stage 2, the mean teacher's step (``mean_teacher.train_step``) with two changes 
 - Reconstruction ("reconstruction", "both"): a base/driving pair of each target crop: the target's own pair when
   ``config.target.pairs`` (the renderer's two poses, a video data set's two frames), else a random view of the base
   crop (``reconstruction.view_pair``, ``config.reconstruction.driving_view``: "two views of the same image"). Base
-  keypoints: the soft-argmax (``methods.reconstruction.heatmap_keypoints``) of S, the student's prediction warped
+  keypoints: the soft-argmax (``pose.decoding.heatmap_keypoints``) of S, the student's prediction warped
   back to the base frame; driving keypoints: the soft-argmax of the student's train-mode prediction of the driving
   image. The frozen generator (eval mode) reconstructs the driving image from the base image and both;
   ``reconstruction_weight`` x its loss (``methods.reconstruction.loss_terms``: L1 + perceptual) is added, its
@@ -43,7 +44,7 @@ from dapose_jax.augment import device_augment
 from dapose_jax.auxiliary import lifting
 from dapose_jax.data import sources
 from dapose_jax.methods import base, mean_teacher, reconstruction
-from dapose_jax.pose import keypoints, losses, skeletons
+from dapose_jax.pose import decoding, keypoints, losses, skeletons
 
 log = logging.getLogger("dapose_jax")
 
@@ -158,7 +159,7 @@ def integrated_pseudo_labels(config, state, teacher_maps, mask_2d):
   """The 2D and 3D pseudo-labels of teacher heatmaps (B, H, W, K) with the masks that supervise them:
   {"labels_2d", "mask_2d", "labels_3d", "mask_3d", "used_2d", "used_3d"} ((B, K, 2) heatmap pixels, (B, K)),
   "overlap" and "union" (scalars)."""
-  peaks, _ = keypoints.argmax_2d(teacher_maps)
+  peaks, _ = decoding.argmax_2d(teacher_maps)
   projected, plausible, _ = lifting.pseudo_labels_3d(lifting.model(config.lifting, _keypoint_set(config)),
                                                      state.lifter, state.constraints, _keypoint_set(config), peaks,
                                                      mask_2d)
@@ -169,14 +170,15 @@ def integrated_pseudo_labels(config, state, teacher_maps, mask_2d):
               used_3d=used_3d, overlap=overlap, union=union)
 
 
-def _extension(config, state, driving, context):
-  """The ``mean_teacher.Extension`` of the ablation's parts (module docstring)."""
+def step_changes(config, state, driving, context):
+  """The ``mean_teacher.StepChanges`` of the ablation's parts (module docstring) for the driving float images and
+  the mean teacher's ``StepContext``."""
   g = settings(config)
   pseudo, rec = parts(config)
-  consistency, extra, state_fields, values = None, None, {}, {}
+  changes = mean_teacher.StepChanges()
   if pseudo:
-    mask_2d = lifting.mask_2d(context["teacher_maps"], config.lifting.tau2d)
-    labels = jax.tree.map(jax.lax.stop_gradient, integrated_pseudo_labels(config, state, context["teacher_maps"],
+    mask_2d = lifting.mask_2d(context.teacher_maps, config.lifting.tau2d)
+    labels = jax.tree.map(jax.lax.stop_gradient, integrated_pseudo_labels(config, state, context.teacher_maps,
                                                                           mask_2d))
     stride = config.image_size / config.heatmap_size
     render = functools.partial(keypoints.gaussian_targets, image_size=config.image_size,
@@ -184,21 +186,21 @@ def _extension(config, state, driving, context):
     targets_3d, in_grid = jax.vmap(render)(labels["labels_3d"] * stride, jnp.ones_like(labels["mask_3d"]))
 
     def consistency(student_maps):
-      term_2d = losses.consistency(student_maps, context["rectified"], labels["used_2d"])
+      term_2d = losses.consistency(student_maps, context.rectified, labels["used_2d"])
       term_3d = losses.consistency(student_maps, targets_3d, labels["used_3d"] * in_grid)
       return term_2d + g.pseudo3d_weight * term_3d, {"consistency_2d": term_2d, "consistency_3d": term_3d}
 
-    state_fields["union"] = labels["union"]
-    values.update(overlap=labels["overlap"], union=labels["union"].astype(jnp.float32),
-                  mask_fraction_3d=jnp.mean(labels["mask_3d"]))
+    changes = changes._replace(consistency=consistency, state_fields={"union": labels["union"]}, metrics=dict(
+        overlap=labels["overlap"], union=labels["union"].astype(jnp.float32),
+        mask_fraction_3d=jnp.mean(labels["mask_3d"])))
   if rec:
-    model, base_images = context["model"], context["base"]
+    model, base_images = context.model, context.base
 
     def extra(params, batch_stats, student_maps):
       out, updates = model.apply({"params": params, "batch_stats": batch_stats}, device_augment.normalize(driving),
                                  train=True, mutable=["batch_stats"])
-      kp_base = reconstruction.heatmap_keypoints(config, student_maps)
-      kp_driving = reconstruction.heatmap_keypoints(config, out["heatmaps"])
+      kp_base = decoding.heatmap_keypoints(config, student_maps)
+      kp_driving = decoding.heatmap_keypoints(config, out["heatmaps"])
       image = reconstruction.model(config).apply(state.generator, base_images / 255.0, kp_base, kp_driving,
                                                  train=False)["image"]
       value, terms = reconstruction.loss_terms(config, image, driving / 255.0, state.encoder)
@@ -206,7 +208,8 @@ def _extension(config, state, driving, context):
                                                                           for k, v in terms.items()}}, \
           updates["batch_stats"]
 
-  return mean_teacher.Extension(consistency=consistency, extra=extra, state_fields=state_fields, metrics=values)
+    changes = changes._replace(extra=extra)
+  return changes
 
 
 def driving_images(config, state, target):
@@ -217,10 +220,7 @@ def driving_images(config, state, target):
   return target, pair["driving"]["image"]
 
 
-def train_step(config, state, source, target):
-  target, driving = driving_images(config, state, target)
-  return mean_teacher.train_step(config, state, source, target,
-                                 extend=functools.partial(_extension, config, state, driving))
+STEP_EXTENSION = mean_teacher.StepExtension(inputs=driving_images, changes=step_changes)
 
 
 def pseudo_labels(config, state, images):
@@ -230,12 +230,14 @@ def pseudo_labels(config, state, images):
   mask_2d = lifting.mask_2d(teacher_maps, config.lifting.tau2d)
   if parts(config)[0]:
     return integrated_pseudo_labels(config, state, teacher_maps, mask_2d)
-  peaks, _ = keypoints.argmax_2d(teacher_maps)
+  peaks, _ = decoding.argmax_2d(teacher_maps)
   none = jnp.zeros_like(mask_2d)
   return dict(labels_2d=peaks, mask_2d=mask_2d, labels_3d=peaks, mask_3d=none, used_2d=mask_2d, used_3d=none,
               overlap=jnp.zeros(()), union=jnp.zeros((), bool))
 
 
-METHOD = base.Method(name="geometric", init=init, train_step=train_step, eval_heatmaps=mean_teacher.eval_heatmaps,
-                     reads=("reconstruction",), uses_style=mean_teacher.uses_style, configure=configure,
-                     prepare=prepare, load_pretrained=load_pretrained, pseudo_labels=pseudo_labels)
+METHOD = base.Method(name="geometric", init=init,
+                     train_step=functools.partial(mean_teacher.train_step, step_extension=STEP_EXTENSION),
+                     eval_heatmaps=mean_teacher.eval_heatmaps, reads=("reconstruction",),
+                     uses_style=mean_teacher.uses_style, configure=configure, prepare=prepare,
+                     load_pretrained=load_pretrained, pseudo_labels=pseudo_labels)

@@ -20,6 +20,7 @@ The teacher (its own BatchNorm statistics, eval mode) makes the predictions that
 Settings live in ``config[config.method]`` (``mean_teacher`` or ``daml``).
 """
 
+import dataclasses
 from typing import Callable, NamedTuple, Optional
 
 import flax
@@ -32,7 +33,7 @@ from dapose_jax.auxiliary import style_net
 from dapose_jax.methods import base, common, source_only, style_decoder
 from dapose_jax.models import discriminator, pose
 from dapose_jax.models.gradient import reverse_gradient
-from dapose_jax.pose import keypoints, losses, metrics
+from dapose_jax.pose import decoding, keypoints, losses, metrics
 from dapose_jax.storage import checkpoints
 
 
@@ -134,19 +135,43 @@ def load_pretrained(config, state):
                        teacher_batch_stats=copy(batch_stats))
 
 
-class Extension(NamedTuple):
-  """What a method built on this step (``geometric``) changes in it, made by ``extend(context)`` from the step's
-  context (a dict: ``teacher_maps``, ``rectified``, ``mask``, ``base`` float images, ``model``, ``to_heatmap``):
-  ``consistency(student_maps) -> (loss, {name: term})`` replaces ConsLoss(S, rectify(T), mask); ``extra(params,
-  batch_stats, student_maps) -> (weighted loss, {name: term}, batch_stats)`` is added to the student loss;
-  ``state_fields`` go into the new state and ``metrics`` into the step's values."""
-  consistency: Optional[Callable] = None
+class StepContext(NamedTuple):
+  """What the mean teacher's step offers a ``StepExtension`` about the target batch: B base crops of S x S pixels
+  and the teacher's heatmaps (B, h, w, K), all in the base frame."""
+  teacher_maps: jax.Array  # T: the teacher's train-mode prediction of its view, warped back, without gradient
+  rectified: jax.Array  # rectify(T): Gaussian heatmaps at T's peaks (``decoding.pseudo_labels``)
+  mask: jax.Array  # (B, K) the keypoints of T above the batch-median confidence
+  base: jax.Array  # (B, S, S, 3) the base crops as floats in [0, 255], before occlusion
+  model: pose.PoseNet  # the pose network of student and teacher
+  to_heatmap: Callable  # a view matrix in image pixels -> the same view in heatmap pixels
+
+
+class StepChanges(NamedTuple):
+  """What a ``StepExtension`` changes in the mean teacher's step; the defaults change nothing."""
+  consistency: Optional[Callable] = None  # S -> (loss, {name: term}): replaces ConsLoss(S, rectify(T), mask)
+  # (params, batch_stats, S) -> (weighted loss, {name: term}, batch_stats): added to the student loss
   extra: Optional[Callable] = None
-  state_fields: dict = {}
-  metrics: dict = {}
+  state_fields: dict = {}  # fields of the new state
+  metrics: dict = {}  # values the step reports besides its own
 
 
-def train_step(config, state, source, target, extend=None):
+@dataclasses.dataclass(frozen=True)
+class StepExtension:
+  """How a method built on the mean teacher's step (``geometric``) changes it; the defaults change nothing.
+
+    inputs(config, state, target batch) -> (the target batch of base crops the step trains on, the extension's own
+      inputs, a pytree): the first thing the step does (e.g. split a base/driving pair)
+    changes(config, state, own inputs, StepContext) -> StepChanges: once the teacher's pseudo-labels are made,
+      before the student's loss
+  """
+  inputs: Callable = lambda config, state, target: (target, None)
+  changes: Callable = lambda config, state, inputs, context: StepChanges()
+
+
+def train_step(config, state, source, target, step_extension=StepExtension()):
+  """One stage-2 step (module docstring), changed by ``step_extension``: a method built on this step declares its
+  ``StepExtension`` and steps with ``functools.partial(train_step, step_extension=...)``."""
+  target, extension_inputs = step_extension.inputs(config, state, target)
   c = settings(config)
   model = pose.build_model(config)
   size, hm_size = config.image_size, config.heatmap_size
@@ -171,13 +196,13 @@ def train_step(config, state, source, target, extend=None):
                                      teacher_view, train=True, mutable=["batch_stats"])
   teacher_maps = jax.lax.stop_gradient(views.to_base(out["heatmaps"], to_heatmap(teacher_m), c.interpolation))
 
-  peaks, confidence = keypoints.argmax_2d(teacher_maps)
+  peaks, confidence = decoding.argmax_2d(teacher_maps)
   occluded = _occlude(c, k_occ, base, peaks * (size / hm_size), confidence)
   student_view = device_augment.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
-  rectified, _ = keypoints.pseudo_labels(teacher_maps, config.sigma)
+  rectified, _ = decoding.pseudo_labels(teacher_maps, config.sigma)
   mask = losses.median_confidence_mask(teacher_maps)
-  extension = Extension() if extend is None else extend(dict(teacher_maps=teacher_maps, rectified=rectified, mask=mask,
-                                                             base=base, model=model, to_heatmap=to_heatmap))
+  extension = step_extension.changes(config, state, extension_inputs, StepContext(
+      teacher_maps=teacher_maps, rectified=rectified, mask=mask, base=base, model=model, to_heatmap=to_heatmap))
 
   def loss_fn(trainable):
     params, disc_params = trainable

@@ -10,8 +10,8 @@ Definitions:
   keypoints="predictor": its labels are not for training); the loss is the mean over the domains' batches.
 - Keypoints, normalised (``models.reconstruction.pixels_to_normalised``): ``keypoints="truth"``, the labels, as
   image pixel x / image size; ``"predictor"``, the frozen pose network of the checkpoint folder ``predictor``
-  (a run's ``best``, e.g. RUN/pretrain/best), eval mode, through ``keypoints.soft_argmax(relative=True)`` at
-  ``soft_argmax_temperature(sigma, heatmap_size)``, as heatmap pixel x / heatmap size (the same point).
+  (a run's ``best``, e.g. RUN/pretrain/best), eval mode, through ``decoding.heatmap_keypoints`` (the relative
+  soft-argmax at ``soft_argmax_temperature(sigma, heatmap_size)``), as heatmap pixel x / heatmap size (the same point).
 - Loss: L = mean |x_hat - x| + perceptual_weight * sum_l mean |phi_l(x_hat) - phi_l(x)|, x the driving image
   and x_hat its reconstruction in [0, 1], phi_l the frozen AdaIN encoder's relu{l}_1 features (l = 1 ..
   config.style.depth) of the ImageNet-normalised images: config.style.net's encoder, else the released or random
@@ -44,7 +44,7 @@ from dapose_jax.data import pipeline, sources
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose, reconstruction, style
 from dapose_jax.plots import drawing
-from dapose_jax.pose import keypoints, skeletons
+from dapose_jax.pose import decoding, skeletons
 from dapose_jax.storage import checkpoints, workdirs
 
 log = logging.getLogger("dapose_jax")
@@ -152,19 +152,12 @@ def loss_terms(config, reconstructed, target, encoder_params):
   return l1 + config.reconstruction.perceptual_weight * perceptual, {"l1": l1, "perceptual": perceptual}
 
 
-def heatmap_keypoints(config, heatmaps):
-  """Normalised (B, K, 2) keypoints of (B, H, W, K) heatmaps by the relative soft-argmax (differentiable)."""
-  temperature = keypoints.soft_argmax_temperature(config.sigma, config.heatmap_size)
-  xy = keypoints.soft_argmax(heatmaps, temperature, relative=True)
-  return reconstruction.pixels_to_normalised(xy, config.heatmap_size, config.heatmap_size)
-
-
 def sample_keypoints(config, state, sample):
   """Normalised (B, K, 2) keypoints of a batch as ``config.reconstruction.keypoints`` says."""
   if config.reconstruction.keypoints == "truth":
     return reconstruction.pixels_to_normalised(sample["keypoints"], config.image_size, config.image_size)
   heatmaps = common.predict(pose.build_model(config), state.predictor, sample["image"])
-  return heatmap_keypoints(config, jax.lax.stop_gradient(heatmaps))
+  return decoding.heatmap_keypoints(config, jax.lax.stop_gradient(heatmaps))
 
 
 def images01(images):

@@ -19,7 +19,7 @@ import optax
 from dapose_jax.augment import device_augment
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose
-from dapose_jax.pose import keypoints, losses, metrics
+from dapose_jax.pose import decoding, keypoints, losses, metrics
 from dapose_jax.storage import checkpoints
 
 FEATURES = ("backbone", "upsampling")
@@ -126,7 +126,7 @@ def step_a(config, state, lam, images, label, weight):
 
   def loss_fn(params):
     out, batch_stats = _forward(config, params, state.batch_stats, images, lam)
-    ground_truth, _ = keypoints.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
+    ground_truth, _ = decoding.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
     loss = (losses.heatmap_kl(out["heatmaps"], label, weight)
             + c.margin * c.trade_off * losses.heatmap_kl(out["heatmaps_adv"], ground_truth, weight, c.epsilon))
     return loss, (batch_stats, out["heatmaps"])
@@ -145,7 +145,7 @@ def _target_loss(config, params, batch_stats, lam, images, weight, objective):
   label_name, sign = objective
   c = config.regda
   out, batch_stats = _forward(config, params, batch_stats, images, lam)
-  ground_truth, ground_false = keypoints.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
+  ground_truth, ground_false = decoding.pseudo_labels(out["heatmaps"], config.sigma, fast=c.fast_pseudo_labels)
   label = ground_truth if label_name == "ground_truth" else ground_false
   return sign * c.trade_off * losses.heatmap_kl(out["heatmaps_adv"], label, weight, c.epsilon), batch_stats
 

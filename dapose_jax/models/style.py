@@ -10,29 +10,20 @@ decoder at the mirror of that layer.
   channels, no ReLU after the last conv.
 * ``stylise``: decoder(alpha * AdaIN(f_c, f_s) + (1 - alpha) * f_c), on ImageNet-normalised images.
 
-Flax conv modules are named after their index in the PyTorch ``nn.Sequential`` (``conv0``, ``conv2``,
-..., ``conv29``; decoder ``conv1`` ... ``conv28``), so the released state dicts map one to one:
-``'{i}.weight'`` (O, I, kh, kw) -> ``conv{i}/kernel`` (kh, kw, I, O), ``'{i}.bias'`` -> ``conv{i}/bias``
-(``load_released``). Style parameters are ``{"encoder": params, "decoder": params}`` (the contents of
-each module's "params" collection).
+Flax conv modules are named after their index in the PyTorch ``nn.Sequential`` (``ENCODER_CONVS``,
+``DECODER_CONVS``), so the released state dicts map one to one (``dapose_jax.interop.adain``). Style
+parameters are ``{"encoder": params, "decoder": params}`` (the contents of each module's "params" collection).
 """
-
-import re
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dapose_jax.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dapose_jax.interop import weights
+from dapose_jax.interop.adain import DECODER_CONVS, ENCODER_CONVS
 
-# Sequential index of each conv -> output channels at width 1 (input channels follow from the order).
-ENCODER_CONVS = {0: 3, 2: 64, 5: 64, 9: 128, 12: 128, 16: 256, 19: 256, 22: 256, 25: 256, 29: 512}
 ENCODER_POOL_AFTER = (5, 12, 25)  # convs followed by a max-pool (Sequential indices 7, 14, 27)
 ENCODER_FEATURES = {2: "relu1_1", 9: "relu2_1", 16: "relu3_1", 29: "relu4_1"}
-ENCODER_LAYERS = 31  # layers 0..30 of vgg_normalised; the released file also holds the later ones
-DECODER_CONVS = {1: 256, 5: 256, 8: 256, 11: 256, 14: 128, 18: 128, 21: 64, 25: 64, 28: 3}
 DECODER_UPSAMPLE_AFTER = (1, 14, 21)  # convs followed by nearest x2 upsampling (indices 3, 16, 23)
 DECODER_START = {4: 1, 3: 14, 2: 21, 1: 25}  # first decoder conv for features relu{depth}_1
 FEATURE_CHANNELS = {4: 512, 3: 256, 2: 128, 1: 64}  # channels of relu{depth}_1 at width 1
@@ -169,72 +160,3 @@ def clip_to_normalised_range(images):
   """Clip ImageNet-normalised NHWC images per channel to [(0 - mean) / std, (1 - mean) / std]."""
   return jnp.clip(images, -IMAGENET_MEAN / IMAGENET_STD, (1 - IMAGENET_MEAN) / IMAGENET_STD)
 
-
-# ---------------------------------------------------------------------------------------------------
-# Released PyTorch weights
-
-_SEQUENTIAL_KEY = re.compile(r"^(?:(.*)\.)?(\d+)\.(weight|bias)$")
-
-
-def _sequential_entries(state_dict, what):
-  """{(index, 'weight'|'bias'): array} of the ``nn.Sequential`` keys, under at most one common prefix
-  ('module.', 'decoder.', 'state_dict.', ...)."""
-  entries, prefixes = {}, set()
-  for key, value in state_dict.items():
-    match = _SEQUENTIAL_KEY.match(key)
-    if match:
-      prefixes.add(match.group(1) or "")
-      entries[int(match.group(2)), match.group(3)] = np.asarray(value)
-  if len(prefixes) > 1:
-    raise ValueError(f"{what} state dict holds several Sequentials (prefixes {sorted(prefixes)}); "
-                     "pass the file of one network")
-  return entries
-
-
-def _params_from_state_dict(state_dict, convs, what, max_index=None):
-  """Flax params {conv{i}: {kernel, bias}} of ``convs`` (index -> (in, out, k)) from a state dict."""
-  entries = _sequential_entries(state_dict, what)
-  params, problems = {}, []
-  for index, (cin, cout, k) in convs.items():
-    kernel, bias = entries.pop((index, "weight"), None), entries.pop((index, "bias"), None)
-    if kernel is None or bias is None:
-      problems.append(f"missing {index}.weight / {index}.bias")
-      continue
-    if kernel.shape != (cout, cin, k, k) or bias.shape != (cout,):
-      problems.append(f"{index}.weight {kernel.shape} / {index}.bias {bias.shape}: expected "
-                      f"{(cout, cin, k, k)} / {(cout,)}")
-      continue
-    params[f"conv{index}"] = {"kernel": jnp.asarray(kernel.transpose(2, 3, 1, 0), jnp.float32),
-                              "bias": jnp.asarray(bias, jnp.float32)}
-  unexpected = sorted(f"{i}.{leaf}" for i, leaf in entries if max_index is None or i <= max_index)
-  problems += [f"unexpected key {k}" for k in unexpected]
-  if problems:
-    raise ValueError(f"{what} state dict does not match the network:\n  " + "\n  ".join(problems))
-  return params
-
-
-def _conv_shapes(convs, in_channels, pointwise=()):
-  """index -> (in, out, kernel size) of a width-1 conv stack starting from ``in_channels``."""
-  shapes, cin = {}, in_channels
-  for index, cout in convs.items():
-    shapes[index] = (cin, cout, 1 if index in pointwise else 3)
-    cin = cout
-  return shapes
-
-
-def encoder_params_from_state_dict(state_dict):
-  """Encoder params (width 1) from ``vgg_normalised.pth``'s state dict; layers after relu4_1 are ignored."""
-  shapes = _conv_shapes(ENCODER_CONVS, 3, pointwise=(0,))
-  return _params_from_state_dict(state_dict, shapes, "vgg_normalised", max_index=ENCODER_LAYERS - 1)
-
-
-def decoder_params_from_state_dict(state_dict):
-  """Decoder params (width 1) from a released decoder's state dict (every key must be used)."""
-  return _params_from_state_dict(state_dict, _conv_shapes(DECODER_CONVS, 512), "decoder")
-
-
-def load_released(encoder_path, decoder_path):
-  """Width-1 style params {"encoder", "decoder"} from ``vgg_normalised.pth`` and a released UDAPE
-  decoder (``decoder_*.pth.tar``), or from .npz / .safetensors conversions of them."""
-  return {"encoder": encoder_params_from_state_dict(weights.read_state_dict(encoder_path)),
-          "decoder": decoder_params_from_state_dict(weights.read_state_dict(decoder_path))}

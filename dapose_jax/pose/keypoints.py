@@ -1,17 +1,16 @@
-"""Heatmap rendering and decoding, as the reference (tllib) computes them.
+"""Heatmap rendering: the Gaussian targets, as the reference (tllib) computes them.
 
-Conventions: heatmaps are channels-last ``(..., H, W, K)``; keypoints are ``(..., K, 2)`` as (x, y).
-All functions but the config-time ``soft_argmax_temperature`` (NumPy) are pure jnp and work under
-``jit``/``vmap``.
+Conventions: heatmaps are channels-last ``(..., H, W, K)``; keypoints are ``(..., K, 2)`` as (x, y). All functions are
+pure jnp and work under ``jit``/``vmap`` (``window_gaussians`` also in NumPy). Their inverse, decoding heatmaps into
+keypoints, is ``decoding``.
 """
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
-def _window_gaussians(centers, draw, height, width, sigma, xp=jnp):
-  """Unnormalised Gaussians with peak 1 at integer ``centers`` (K, 2), cut to the reference window.
+def window_gaussians(centers, draw, height, width, sigma, xp=jnp):
+  """Unnormalised Gaussians (H, W, K) with peak 1 at integer ``centers`` (K, 2), cut to the reference window.
 
   The reference writes a ``2*tmp+1`` patch (tmp = 3 sigma) whose top-left corner is
   ``int(mu - tmp)`` (truncation toward zero) and whose centre is at patch offset ``size // 2``; for
@@ -47,98 +46,8 @@ def gaussian_targets(keypoints, visible, image_size=256, heatmap_size=64, sigma=
   centers = jnp.trunc(keypoints.astype(jnp.float32) / stride + 0.5)
   in_grid = jnp.all((centers >= 0) & (centers < heatmap_size), axis=-1)
   weights = jnp.where(in_grid, visible.astype(jnp.float32), 0.0)
-  heatmaps = _window_gaussians(centers, in_grid & (visible > 0.5), heatmap_size, heatmap_size, sigma)
+  heatmaps = window_gaussians(centers, in_grid & (visible > 0.5), heatmap_size, heatmap_size, sigma)
   return heatmaps, weights
-
-
-def argmax_2d(heatmaps):
-  """Integer argmax of each map: (xy (..., K, 2) float32, maxvals (..., K)); (0, 0) where max <= 0."""
-  *batch, height, width, k = heatmaps.shape
-  flat = jnp.moveaxis(heatmaps, -1, -3).reshape(*batch, k, height * width)
-  index = jnp.argmax(flat, axis=-1)
-  maxvals = jnp.max(flat, axis=-1)
-  xy = jnp.stack([index % width, index // width], axis=-1).astype(jnp.float32)
-  return xy * (maxvals > 0)[..., None], maxvals
-
-
-def pseudo_labels(heatmaps, sigma=2.0, fast=False):
-  """RegDA's ground-truth / ground-false generator on (..., H, W, K) predictions.
-
-  ground truth: the reference window Gaussian (peak 1) at each map's hard argmax, (0, 0) where the
-  maximum is <= 0 (``PseudoLabelGenerator2d``). ``fast=True`` is ``FastPseudoLabelGenerator2d``: the
-  full-grid Gaussian at the raw argmax, values <= 0.01 zeroed (a disc) and no max <= 0 rule.
-  ground false for keypoint k: clip(sum of the other keypoints' ground truths, 0, 1).
-  Inputs are treated as constants (the reference detaches them).
-  """
-  heatmaps = jax.lax.stop_gradient(heatmaps)
-  *batch, height, width, k = heatmaps.shape
-  if fast:
-    flat = jnp.moveaxis(heatmaps, -1, -3).reshape(*batch, k, height * width)
-    index = jnp.argmax(flat, axis=-1)
-    centers = jnp.stack([index % width, index // width], axis=-1).astype(jnp.float32)
-    u = jnp.arange(width, dtype=jnp.float32)
-    v = jnp.arange(height, dtype=jnp.float32)
-    d2 = ((u[None, :, None] - centers[..., None, None, :, 0]) ** 2
-          + (v[:, None, None] - centers[..., None, None, :, 1]) ** 2)
-    g = jnp.exp(-d2 / (2 * sigma**2))
-    ground_truth = jnp.where(g > 1e-2, g, 0.0)
-  else:
-    centers, _ = argmax_2d(heatmaps)
-    draw = jnp.ones(centers.shape[:-1], bool)
-    render = lambda c, d: _window_gaussians(c, d, height, width, sigma)
-    for _ in batch:
-      render = jax.vmap(render)
-    ground_truth = render(centers, draw)
-  total = jnp.sum(ground_truth, axis=-1, keepdims=True)
-  ground_false = jnp.clip(total - ground_truth, 0.0, 1.0)
-  return ground_truth, ground_false
-
-
-def soft_argmax(heatmaps, temperature, relative=False):
-  """Differentiable argmax of (..., H, W, K) maps: the expected (x, y) pixel index (..., K, 2) under
-  p = softmax over the H * W pixels of heatmap / temperature; x = column, y = row, as ``argmax_2d``.
-
-  ``relative=True`` also divides each map by its maximum (a constant under differentiation; 1 where the maximum
-  is <= 0), so that a peak of any height is sharpened as a peak of 1 is: a lower peak with an absolute
-  temperature lets the flat background pull the result towards the middle of the map.
-  """
-  *batch, height, width, k = heatmaps.shape
-  flat = jnp.moveaxis(heatmaps.astype(jnp.float32), -1, -3).reshape(*batch, k, height * width)
-  if relative:
-    peak = jax.lax.stop_gradient(jnp.max(flat, axis=-1, keepdims=True))
-    temperature = temperature * jnp.where(peak > 0, peak, 1.0)
-  logits = flat / temperature
-  p = jax.nn.softmax(logits, axis=-1).reshape(*batch, k, height, width)
-  x = jnp.sum(jnp.sum(p, axis=-2) * jnp.arange(width, dtype=jnp.float32), axis=-1)
-  y = jnp.sum(jnp.sum(p, axis=-1) * jnp.arange(height, dtype=jnp.float32), axis=-1)
-  return jnp.stack([x, y], axis=-1)
-
-
-def soft_argmax_temperature(sigma=2.0, heatmap_size=64, mass=0.9):
-  """The largest temperature at which ``soft_argmax`` puts ``mass`` of its softmax within 1 px of the peak
-  (the peak and its 4 neighbours) for an ideal target: the reference window Gaussian of ``sigma``, peak 1,
-  centred on a pixel of a ``heatmap_size`` map, zero elsewhere (so the background's mass is included).
-
-  The mass decreases monotonically with the temperature; it is found by bisection on a log scale.
-  """
-  centre = heatmap_size // 2
-  target = _window_gaussians(np.array([[centre, centre]], np.float32), np.array([True]), heatmap_size, heatmap_size,
-                             sigma, xp=np)  # numpy: a constant, also when called under jit
-  target = np.asarray(target[..., 0], np.float64)
-  near = np.zeros_like(target, bool)
-  near[centre, centre - 1:centre + 2] = near[centre - 1:centre + 2, centre] = True
-
-  def near_mass(t):
-    p = np.exp((target - 1.0) / t)
-    return p[near].sum() / p.sum()
-
-  low, high = 1e-4, 1e2
-  if not near_mass(high) < mass < near_mass(low):
-    raise ValueError(f"mass must lie in ({near_mass(high):.4f}, {near_mass(low):.4f}), got {mass}")
-  for _ in range(60):
-    middle = np.sqrt(low * high)
-    low, high = (middle, high) if near_mass(middle) > mass else (low, middle)
-  return float(low)
 
 
 def heatmap_targets(config, batch):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dapose_jax import errors
-from dapose_jax.pose import keypoints
+from dapose_jax.pose import decoding
 
 
 def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
@@ -16,8 +16,8 @@ def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
   all-zero (invisible) targets and also visible keypoints in the first two rows / columns.
   """
   height, width = pred_heatmaps.shape[-3:-1]
-  pred, _ = keypoints.argmax_2d(pred_heatmaps)
-  target, _ = keypoints.argmax_2d(target_heatmaps)
+  pred, _ = decoding.argmax_2d(pred_heatmaps)
+  target, _ = decoding.argmax_2d(target_heatmaps)
   norm = jnp.array([height, width], jnp.float32) / 10
   dist = jnp.linalg.norm(pred / norm - target / norm, axis=-1)
   counted = (target[..., 0] > 1) & (target[..., 1] > 1)

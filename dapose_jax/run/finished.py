@@ -1,7 +1,7 @@
-"""A trained run's model, for the commands that use one (``evaluate``, ``predict``): the --config and --checkpoint
-flags, the checkpoint a path names, its state restored for the config, and the flip test.
+"""A trained run's model, for the commands that use one (``evaluate``, ``predict``): the checkpoint a path names,
+its state restored for the config, and the flip test.
 
-``--checkpoint`` names a run folder (its newest checkpoint, in RUN/checkpoints), its ``best`` folder (the best
+``--checkpoint`` (``commands.cli.define_model_flags``) names a run folder (its newest checkpoint, in RUN/checkpoints), its ``best`` folder (the best
 state) or one step folder (RUN/checkpoints/STEP or RUN/best/STEP). ``--config`` is a config file with its variant
 and overrides, as the train command takes it (the same that trained the run), or a run's recorded ``config.json``
 (or the folder that holds it); either takes ``--config.KEY=VALUE`` overrides. Of a config file, the config of
@@ -19,9 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
-from absl import flags
-from ml_collections import ConfigDict, config_flags
+from ml_collections import ConfigDict
 
 from dapose_jax import errors, methods, parallel
 from dapose_jax.config import defaults
@@ -30,40 +28,6 @@ from dapose_jax.pose import skeletons
 from dapose_jax.storage import checkpoints, workdirs
 
 log = logging.getLogger("dapose_jax")
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-  """--config (a config file, or a run's config.json) and --checkpoint."""
-  config_flags.DEFINE_config_file(
-      "config", None, "The run's config: the config file, variant and overrides it was trained with (e.g. "
-      "configs/demo.py:smoke), or the config.json the run recorded (RUN/config.json, or RUN); override any key with "
-      "--config.KEY=VALUE, e.g. --config.target.name=lsp to evaluate on another data set.", lock_config=True)
-  FLAGS["config"].parser = _FileOrRecordedConfig(FLAGS["config"].parser)
-  flags.DEFINE_string("checkpoint", None, "A run folder (its newest checkpoint), RUN/best (its best state) or one "
-                      "step folder (RUN/checkpoints/STEP).")
-  flags.mark_flags_as_required(["config", "checkpoint"])
-
-
-class _FileOrRecordedConfig(flags.ArgumentParser):
-  """--config's parser: a recorded config.json (or a folder holding one) is read here, anything else is a config
-  file for ml_collections' own parser."""
-
-  def __init__(self, files):
-    self._files = files
-
-  def parse(self, argument):
-    path = pathlib.Path(argument).expanduser()
-    if path.is_dir():
-      path = path / workdirs.CONFIG
-    if path.suffix != ".json":
-      return self._files.parse(argument)
-    config = read_config(path)
-    config.lock()
-    return config
-
-  def flag_type(self):
-    return self._files.flag_type()
 
 
 def read_config(path):
@@ -116,8 +80,7 @@ def locate(checkpoint):
     folder, step, run = path.parent, int(path.name), path.parent.parent
   else:
     raise errors.MissingInputError(f"--checkpoint {path} is not a checkpoint folder; {expected}")
-  with ocp.CheckpointManager(folder) as mngr:
-    steps = mngr.all_steps()
+  steps = checkpoints.saved_steps(folder)
   if not steps:
     raise errors.MissingInputError(f"no checkpoint in {folder}: the run has not written one yet; {expected}")
   if step is None:
@@ -157,23 +120,9 @@ def load(config, checkpoint, mesh):
 
 
 def _restore(checkpoint, abstract, config):
-  # a handler for every item a checkpoint may hold, or Orbax warns about the ones it could not read
-  handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()}
-  with ocp.CheckpointManager(checkpoint.folder, item_handlers=handlers) as mngr:
-    try:
-      stored = mngr.item_metadata(checkpoint.step)["state"]
-    except Exception as error:  # noqa: BLE001  a damaged or foreign folder
-      raise errors.CorruptInputError(f"{checkpoint.path} is not a readable checkpoint: {errors.one_line(error)}") from None
-    if stored is None:
-      raise errors.MissingInputError(f"{checkpoint.path} holds no train state")
-    differs = checkpoints.state_mismatch(stored, abstract)
-    if differs is None:
-      try:
-        return mngr.restore(checkpoint.step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state
-      except ValueError as error:  # Orbax: a tree or a shape that does not match
-        differs = errors.one_line(error)
-      except Exception as error:  # noqa: BLE001  e.g. a truncated array file
-        raise errors.CorruptInputError(f"{checkpoint.path} cannot be restored: {errors.one_line(error)}") from None
+  state, differs = checkpoints.restore_state(checkpoint.folder, checkpoint.step, abstract)
+  if differs is None:
+    return state
   recorded = checkpoint.run / workdirs.CONFIG
   hint = f" (the run's own config is {recorded}: --config={recorded})" if recorded.is_file() else ""
   raise errors.ConfigError(

@@ -10,11 +10,9 @@ import json
 import logging
 import math
 import pathlib
-import sys
 import time
 
 import jax
-import orbax.checkpoint as ocp
 
 from dapose_jax import errors, evaluators, methods, parallel
 from dapose_jax.augment import device_augment
@@ -23,7 +21,7 @@ from dapose_jax.data import pipeline, sampling, sources
 from dapose_jax.interop import backbone_init
 from dapose_jax.models import pose
 from dapose_jax.run import preemption
-from dapose_jax.storage import workdirs
+from dapose_jax.storage import checkpoints, workdirs
 from dapose_jax.storage.metric_writers import MetricWriter, Progress
 
 log = logging.getLogger("dapose_jax")
@@ -45,16 +43,13 @@ def run(config, workdir):
   return out
 
 
-DOMAINS = ("source", "target")
-
-
 def stream_seed(config, domain):
   """The seed of a run's training stream of ``domain`` (its shuffle and augmentation)."""
-  return config.seed + DOMAINS.index(domain)
+  return config.seed + defaults.DOMAINS.index(domain)
 
 
 def train_sources(config):
-  return tuple(sources.make_source(config[domain], "train", pairs=config[domain].pairs) for domain in DOMAINS)
+  return tuple(sources.make_source(config[domain], "train", pairs=config[domain].pairs) for domain in defaults.DOMAINS)
 
 
 def train_iterator(config, domain, source, start=0, seed=None):
@@ -72,67 +67,16 @@ def train_iterator(config, domain, source, start=0, seed=None):
 
 def train_iterators(config, train_sources, start):
   """The (source, target) training iterators of a run, at the batches of step ``start`` + 1."""
-  return tuple(train_iterator(config, domain, source, start) for domain, source in zip(DOMAINS, train_sources))
+  return tuple(train_iterator(config, domain, source, start) for domain, source in zip(defaults.DOMAINS, train_sources))
 
 
-def checkpoint_args(state, progress=None, restore=False):
-  """A checkpoint: the train state and ``progress`` (evaluation history, best entry, device count). The data
-  iterators need no state of their own: step N's batches are batch N of each (``pipeline.train_iterator``)."""
-  if restore:
-    return ocp.args.Composite(state=ocp.args.StandardRestore(state), progress=ocp.args.JsonRestore())
-  return ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress))
-
-
-def _finite_or_raise(values, step, mngr):
+def _finite_or_raise(values, step, saved):
   bad = {k: v for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)}
   if bad:
-    kept = mngr.latest_step()
+    kept = saved.latest_step()
     where = f"the last good checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint was written yet"
     raise NonFiniteLossError(f"non-finite training metrics {bad} at step {step}; stopped, {where} in "
-                             f"{mngr.directory}")
-
-
-def _restore_newest_good(mngr, args):
-  """(step, restored) of the newest checkpoint that restores. Newer ones that do not (a kill or a full disk
-  can damage the last one written) are moved aside as STEP.corrupt, each with a warning naming the cause;
-  when none restores, the newest one's error is raised and nothing is moved."""
-  failed = []
-  for step in sorted(mngr.all_steps(), reverse=True):
-    try:
-      restored = mngr.restore(step, args=args)
-    except Exception as error:  # noqa: BLE001  any damage: a missing or truncated file, unreadable JSON, ...
-      failed.append((step, error))
-      _drop_closed_event_loop_noise()
-      continue
-    for bad, error in failed:
-      aside = pathlib.Path(mngr.directory) / f"{bad}.corrupt"
-      log.warning("checkpoint %d in %s cannot be restored (%s); moved aside to %s, resuming from step %d", bad,
-                  mngr.directory, errors.one_line(error, limit=200), aside, step)
-      if jax.process_index() == 0:
-        (pathlib.Path(mngr.directory) / str(bad)).rename(aside)
-    if failed:
-      if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("damaged checkpoints moved aside")
-      mngr.reload()
-    return step, restored
-  raise RuntimeError(f"no checkpoint in {mngr.directory} can be restored (steps {[s for s, _ in failed]}); the "
-                     f"newest: {errors.one_line(failed[0][1], limit=200)}") from failed[0][1]
-
-
-def _drop_closed_event_loop_noise():
-  """After a failed Orbax restore, TensorStore's pending callbacks report "Event loop is closed" as hundreds of
-  unraisable exceptions that bury the real cause; from then on those (and only those) are not printed."""
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_closed_event_loop_noise", False):
-    return
-
-  def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
-      previous(unraisable)
-
-  hook.drops_closed_event_loop_noise = True
-  sys.unraisablehook = hook
+                             f"{saved.directory}")
 
 
 def _check_config(config, method):
@@ -148,7 +92,7 @@ def _check_config(config, method):
   if not (isinstance(config.data.device_prefetch, int) and config.data.device_prefetch >= 1):
     raise errors.ConfigError(f"config.data.device_prefetch={config.data.device_prefetch!r}: expected a number of "
                              "batches >= 1 (1: no overlap of transfer and compute)")
-  for domain in DOMAINS:
+  for domain in defaults.DOMAINS:
     if config[domain].pairs and config[domain].augment.enabled and config[domain].augment.on_device:
       raise errors.ConfigError(f"config.{domain}.pairs=True with config.{domain}.augment.on_device=True: pairs are "
                                "augmented on the host (one transform for both images); set on_device=False")
@@ -202,7 +146,7 @@ def train_and_evaluate(config, workdir):
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
-  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain)) for domain in DOMAINS)
+  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain)) for domain in defaults.DOMAINS)
   datasets = train_sources(config)
   sampling.from_config(config, datasets[0], config.seed)  # a sampler's scores file is checked before any write
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -213,23 +157,18 @@ def train_and_evaluate(config, workdir):
   if initial is not None:
     recorded["model"]["init_sha256"] = initial.sha256  # the resume check compares the file, not only its path
   with workdirs.locked(workdir):
-    mngr = ocp.CheckpointManager(
-        workdir / workdirs.CHECKPOINTS,
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-    if (mngr.latest_step() or 0) > total_steps:
-      raise errors.ConfigError(f"{workdir} holds a run at step {mngr.latest_step()}, beyond the {total_steps} steps of "
-                               f"config.epochs={config.epochs}: a run can be extended (more epochs), not shortened")
+    saved = checkpoints.RunCheckpoints(workdir, config.keep_checkpoints)
+    if (saved.latest_step() or 0) > total_steps:
+      raise errors.ConfigError(f"{workdir} holds a run at step {saved.latest_step()}, beyond the {total_steps} steps "
+                               f"of config.epochs={config.epochs}: a run can be extended (more epochs), not shortened")
     workdirs.record_config(recorded, workdir)
-    best_mngr = ocp.CheckpointManager(workdir / workdirs.BEST, options=ocp.CheckpointManagerOptions(max_to_keep=1))
     progress = {"best": None, "history": [], "devices": jax.device_count()}
     start = 0
-    if mngr.latest_step() is None:
+    if saved.latest_step() is None:
       state = jax.device_put(method.load_pretrained(config, backbone_init.apply(state, initial)), repl)
     else:
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-      start, restored = _restore_newest_good(mngr, checkpoint_args(abstract, restore=True))
-      state, progress = restored.state, restored.progress
-      log.info("resumed from %s at step %d", mngr.directory, start)
+      start, state, progress = saved.restore_newest_good(state)
+      log.info("resumed from %s at step %d", saved.directory, start)
       if progress.setdefault("devices", jax.device_count()) != jax.device_count():
         log.warning("step %d was trained on %d devices and continues on %d: per-device numerics differ, so the "
                     "results differ from an uninterrupted run in the last digits", start, progress["devices"],
@@ -254,7 +193,7 @@ def train_and_evaluate(config, workdir):
         checkpoint_now = step % config.checkpoint_every == 0 or step == total_steps
         if step % config.log_every == 0 or checkpoint_now:
           values = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-          _finite_or_raise(values, step, mngr)
+          _finite_or_raise(values, step, saved)
           rate = timer.report(step, values["loss"])
           if rate is not None:
             values["steps_per_second"] = rate
@@ -272,22 +211,21 @@ def train_and_evaluate(config, workdir):
           name, key = selected
           if progress["best"] is None or entry[name][key] > progress["best"][name][key]:
             progress["best"] = entry
-            best_mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+            saved.save_best(step, state)
           timer.exclude(time.perf_counter() - eval_start)
         stop_now = stop.requested(step) and step < total_steps
         if checkpoint_now or stop_now:
-          mngr.save(step, args=checkpoint_args(state, progress), force=stop_now)
+          saved.save(step, state, progress, force=stop_now)
         if stop_now:
           stopped_at = step
           break
 
-    mngr.close()
-    best_mngr.close()
+    saved.close()
     writer.close()
     if stopped_at is not None:
       raise errors.Stopped(
           f"stopped by {stop.signal.name} after step {stopped_at} of {total_steps}; checkpoint "
-          f"{mngr.directory / str(stopped_at)} is written: run the same command to resume",
+          f"{saved.directory / str(stopped_at)} is written: run the same command to resume",
           exit_status=128 + stop.signal)
     results = {"final": progress["history"][-1] if progress["history"] else None,
                "best": progress["best"], "selected_on": "/".join(selected) if evals else None,

@@ -9,6 +9,7 @@ from tensorboardX import summary
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2, summary_pb2
 
+from dapose_jax.interop import nested
 from dapose_jax.storage import workdirs
 
 log = logging.getLogger("dapose_jax")
@@ -58,7 +59,8 @@ class MetricWriter:
     record = {"step": int(step), "kind": kind, **values}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    self._write_summaries(step, [summary.scalar(f"{kind}/{key}", value) for key, value in _flatten(values).items()])
+    scalars = nested.flatten(values, _number, "/", prefix=f"{kind}/")
+    self._write_summaries(step, [summary.scalar(tag, value) for tag, value in scalars.items()])
 
   def write_images(self, step, tag, images):
     """Each of ``images`` ({name: uint8 (H, W, 3) RGB}) as the TensorBoard image ``tag/name`` at ``step``
@@ -83,14 +85,9 @@ class MetricWriter:
       self._tb.close()
 
 
-def _flatten(values, prefix=""):
-  out = {}
-  for key, value in values.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, f"{prefix}{key}/"))
-    elif isinstance(value, (int, float)):
-      out[prefix + key] = value
-  return out
+def _number(value):
+  """``value`` when it is a number (what TensorBoard plots), else None."""
+  return value if isinstance(value, (int, float)) else None
 
 
 class Progress:
