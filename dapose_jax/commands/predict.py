@@ -3,7 +3,7 @@
   python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
       [--overwrite]
 
-(also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``inference``). A
+(also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``run.finished``). A
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
 EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
