@@ -1,11 +1,25 @@
 import os
+import shutil
+import tempfile
 
 # Tests run on CPU with 4 virtual devices so that data parallelism is exercised without accelerators.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # commands started by the tests compile small programs: keep them out of the user's ~/.cache
 os.environ.setdefault("DAPOSE_JAX_COMPILATION_CACHE", "off")
+# One persistent compilation cache per test session instead, shared by the pytest-xdist workers (they inherit the
+# controller's environment) and the commands the tests start (JAX reads these variables): the tests compile the same
+# small programs many times over. Removed when the session ends.
+SESSION_CACHE = os.path.join(tempfile.gettempdir(), f"dapose_jax_tests_compilation_cache_{os.getpid()}")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = SESSION_CACHE
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
-import jax  # noqa: E402
+# XLA's quick compile without most optimisations, here and in the commands the tests start: the tests' programs
+# are small, their compilation is most of their time
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-jax.config.update("jax_disable_most_optimizations", True)
+
+def pytest_sessionfinish(session):
+  if "PYTEST_XDIST_WORKER" not in os.environ:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 ``style_net.msgpack`` holds the frozen encoder and the trained decoder (flax serialization);
 ``style_net.json`` beside it holds the ``config.style`` fields it was made with and its loss curve.
-The decoder is trained by the ``style_decoder`` method (``python -m dapose_jax style``).
+The decoder is trained (or a released one converted) by the ``style_decoder`` method (``python -m dapose_jax style``).
 
 A run that stylises images reads ``config.style.net`` (such a file) or, when it is empty and
 ``config.style.decoder`` names a released UDAPE decoder, the released encoder and decoder directly.

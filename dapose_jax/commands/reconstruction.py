@@ -1,11 +1,10 @@
 """The ``reconstruction`` command: ``python -m dapose_jax reconstruction --config configs/demo.py --workdir
 DIR [--config.reconstruction.keypoints=predictor --config.reconstruction.predictor=RUN/pretrain/best ...]`` (also
-``dapose-jax reconstruction ...``) writes ``DIR/reconstruction.msgpack`` and ``DIR/reconstruction.png``: the
-geometric reconstruction's generator trained by the training loop as the method ``reconstruction``
+``dapose-jax reconstruction ...``) writes ``DIR/reconstruction.msgpack`` and ``DIR/reconstruction.png`` as a run of
+the method ``reconstruction`` in DIR does: the geometric reconstruction's generator trained by the training loop
 (``methods/reconstruction.py``, in DIR/training until it is written). A network file that exists is reused.
 """
 
-import logging
 import pathlib
 import sys
 
@@ -13,17 +12,13 @@ from dapose_jax.commands import cli
 from dapose_jax.methods import base, reconstruction
 from dapose_jax.run import loop
 
-log = logging.getLogger("dapose_jax")
-
 
 def train_generator(config, workdir):
-  """Path of ``WORKDIR/reconstruction.msgpack``: returned as is when it exists, else trained and written."""
-  path = pathlib.Path(workdir).expanduser().resolve() / reconstruction.NET
-  if path.exists():
-    log.info("reconstruction: using the existing %s", path)
-  else:
-    loop.run(base.updated(config, method="reconstruction", reconstruction={"net": str(path)}), path.parent)
-  return path
+  """Path of ``WORKDIR/reconstruction.msgpack``, made (or reused) by the method ``reconstruction``'s run in
+  WORKDIR; ``config.reconstruction.net`` is not read."""
+  workdir = pathlib.Path(workdir).expanduser().resolve()
+  loop.run(base.updated(config, method="reconstruction", reconstruction={"net": ""}), workdir)
+  return workdir / reconstruction.NET
 
 
 def define_flags():

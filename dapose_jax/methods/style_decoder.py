@@ -10,7 +10,8 @@ A method of the training loop: its run (``configure``) takes ``config.style``'s 
 log interval, UDAPE's style-training transform for both domains and no evaluators; it trains in
 NET_DIR/training (checkpointed, resumable) and ``finish`` writes ``style_net.msgpack`` and
 ``style_net.json`` (settings and loss curve, see ``style_net``) to ``config.style.net``, then removes the
-training folder. A network file that exists already is reused; a released decoder is not trained.
+training folder. A network file that exists already is reused; a released decoder is converted into one
+without training (``prepare``).
 
 ``config.style.encoder``: path of ``vgg_normalised.pth`` (or an .npz / .safetensors conversion), or ""
 for a randomly initialised (He-normal) frozen encoder. AdaIN with an untrained encoder only matches
@@ -93,15 +94,18 @@ def configure(config):
 
 
 def prepare(config, workdir):
-  """Training in WORKDIR/training into ``config.style.net`` (default WORKDIR/style_net.msgpack); nothing when
-  that file exists or a released decoder is named."""
-  config = base.updated(config, style={"net": config.style.net or str(workdir / style_net.STYLE_NET)})
-  if pathlib.Path(config.style.net).is_file():
-    log.info("style net: using the existing %s", config.style.net)
+  """The stages that make ``config.style.net`` (default WORKDIR/style_net.msgpack): none when that file exists,
+  none when a released decoder is named (converted into that file here, without training), else the training in
+  WORKDIR/training."""
+  net = config.style.net or str(workdir / style_net.STYLE_NET)
+  if pathlib.Path(net).is_file():
+    log.info("style net: using the existing %s", net)
     return []
   if config.style.decoder:
+    log.info("style net: imported decoder %s (no training)", config.style.decoder)
+    style_net.save(net, style_net.initial_params(config.style), {**net_info(config), "final_loss": None, "history": []})
     return []
-  return [base.Stage("style", config, workdir / "training")]
+  return [base.Stage("style", base.updated(config, style={"net": net}), workdir / "training")]
 
 
 def init(config, rng):

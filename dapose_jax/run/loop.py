@@ -52,22 +52,26 @@ def train_sources(config):
   return tuple(sources.make_source(config[domain], "train", pairs=config[domain].pairs) for domain in defaults.DOMAINS)
 
 
-def train_iterator(config, domain, source, start=0, seed=None):
+def train_iterator(config, domain, source, start=0, seed=None, sampler=None):
   """The training iterator of ``config[domain]`` over ``source`` at the batches of step ``start`` + 1, seeded as
-  a run seeds it unless ``seed`` is given; the source's stream is drawn by ``config.sampling``."""
+  a run seeds it unless ``seed`` is given; the source's stream is drawn by ``sampler``, by default the one of
+  ``config.sampling``."""
   data_config = config[domain]
   seed = stream_seed(config, domain) if seed is None else seed
+  if domain == "source" and sampler is None:
+    sampler = sampling.from_config(config, source, seed)
   return pipeline.train_iterator(
       source, batch_size=config.batch_size, image_size=config.image_size, augment=data_config.augment,
       seed=seed, num_threads=config.data.num_threads, prefetch=config.data.prefetch,
-      workers=pipeline.worker_count(config.data.workers),
-      start=start, sampler=sampling.from_config(config, source, seed) if domain == "source" else None,
-      pairs=data_config.pairs)
+      workers=pipeline.worker_count(config.data.workers), start=start,
+      sampler=sampler if domain == "source" else None, pairs=data_config.pairs)
 
 
-def train_iterators(config, train_sources, start):
-  """The (source, target) training iterators of a run, at the batches of step ``start`` + 1."""
-  return tuple(train_iterator(config, domain, source, start) for domain, source in zip(defaults.DOMAINS, train_sources))
+def train_iterators(config, train_sources, start, sampler=None):
+  """The (source, target) training iterators of a run, at the batches of step ``start`` + 1; ``sampler`` as for
+  ``train_iterator``."""
+  return tuple(train_iterator(config, domain, source, start, sampler=sampler)
+               for domain, source in zip(defaults.DOMAINS, train_sources))
 
 
 def _finite_or_raise(values, step, saved):
@@ -148,7 +152,7 @@ def train_and_evaluate(config, workdir):
   drawn = _drawn(config, evals)
   augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain)) for domain in defaults.DOMAINS)
   datasets = train_sources(config)
-  sampling.from_config(config, datasets[0], config.seed)  # a sampler's scores file is checked before any write
+  sampler = sampling.from_config(config, datasets[0], stream_seed(config, "source"))  # checked before any write
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   total_steps = config.epochs * config.iters_per_epoch
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))
@@ -176,7 +180,7 @@ def train_and_evaluate(config, workdir):
         progress["devices"] = jax.device_count()
 
     source_iter, target_iter = (parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
-                                for it in train_iterators(config, datasets, start))
+                                for it in train_iterators(config, datasets, start, sampler))
     # the step number keys the device augmentation of the domains that have one
     train_step = jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments),
                          donate_argnums=(0,), in_shardings=(repl, data, data, repl), out_shardings=(repl, repl))
