@@ -24,8 +24,8 @@ MODULES = set(module_names())
 # methods are its modules.
 LAYERS = (("ground floor", ("dapose_jax.errors", "dapose_jax.parallel", "dapose_jax.config", "dapose_jax.methods")),
           ("files", ("dapose_jax.interop", "dapose_jax.storage")),
-          ("parts", ("dapose_jax.pose", "dapose_jax.augment", "dapose_jax.data", "dapose_jax.models", "dapose_jax.plots",
-                     "dapose_jax.auxiliary")),
+          ("parts", ("dapose_jax.pose", "dapose_jax.augment", "dapose_jax.data", "dapose_jax.models",
+                     "dapose_jax.plots", "dapose_jax.auxiliary")),
           ("training", ("dapose_jax.methods.", "dapose_jax.evaluators")),
           ("run", ("dapose_jax.run",)),
           ("commands", ("dapose_jax.commands", "dapose_jax.main", "dapose_jax.__main__", "dapose_jax")))

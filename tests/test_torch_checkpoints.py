@@ -1,5 +1,5 @@
-"""Importing PyTorch pose checkpoints (``dapose_jax.commands.import_checkpoint``): heatmaps equal to PyTorch's for tllib's
-PoseResNet and RegDA's PoseResNet2d (with torch), and to a stored PyTorch reference (without), RegDA's two heads,
+"""Importing PyTorch pose checkpoints (``dapose_jax.commands.import_checkpoint``): heatmaps equal to PyTorch's for
+tllib's PoseResNet and RegDA's PoseResNet2d (with torch), and to a stored PyTorch reference (without), RegDA's two heads,
 UDAPE's student/teacher layouts, the ``import`` command's run folder, and one error naming every bad key.
 
 Weights: a ResNet-18 SimpleBaseline of ``configs/demo.py:smoke`` (64 px input, 32 upsampling channels, 16

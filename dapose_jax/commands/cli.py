@@ -24,12 +24,16 @@ COMMANDS = {
     "train": ("dapose_jax.commands.train", "train a method (with the stages it needs) and evaluate it"),
     "style": ("dapose_jax.commands.style", "train the AdaIN style network (or convert a released one)"),
     "build": ("dapose_jax.commands.build", "build a data set from its downloaded release into TFDS files"),
-    "evaluate": ("dapose_jax.commands.evaluate", "a trained checkpoint's PCK tables (and more metrics) on a split, as JSON"),
-    "predict": ("dapose_jax.commands.predict", "keypoints of images (JSON and a drawn PNG each) from a trained checkpoint"),
-    "browse": ("dapose_jax.commands.browse", "draw a data set's samples, augmented as a run sees them, with their keypoints"),
-    "import": ("dapose_jax.commands.import_checkpoint", "a published PyTorch checkpoint (tllib, RegDA, UDAPE, DAML) as a run "
-               "folder for evaluate and predict"),
-    "pose_vae": ("dapose_jax.commands.pose_vae", "train the pose VAE on the source poses and score each one's difficulty"),
+    "evaluate": ("dapose_jax.commands.evaluate", "a trained checkpoint's PCK tables (and more metrics) on a split, as "
+                 "JSON"),
+    "predict": ("dapose_jax.commands.predict", "keypoints of images (JSON and a drawn PNG each) from a trained "
+                "checkpoint"),
+    "browse": ("dapose_jax.commands.browse", "draw a data set's samples, augmented as a run sees them, with their "
+               "keypoints"),
+    "import": ("dapose_jax.commands.import_checkpoint", "a published PyTorch checkpoint (tllib, RegDA, UDAPE, DAML) as "
+               "a run folder for evaluate and predict"),
+    "pose_vae": ("dapose_jax.commands.pose_vae", "train the pose VAE on the source poses and score each one's "
+                 "difficulty"),
     "reconstruction": ("dapose_jax.commands.reconstruction", "pre-train the geometric reconstruction's generator "
                        "(W and G) on source pairs"),
 }

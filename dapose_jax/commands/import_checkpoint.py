@@ -4,8 +4,8 @@ or DAML's student and teacher) as a run folder that ``evaluate`` and ``predict``
   dapose-jax import --config=configs/surreal_lsp.py:regda --checkpoint=best.pth
       --workdir=runs/regda_published [--network=student|teacher|model]
 
-(also ``python -m dapose_jax import ...``). The config names the model (backbone, upsampling width, keypoint set) and the
-method, whose state takes the weights: a ``head.*``-only checkpoint (tllib ``PoseResNet``) needs a single-head
+(also ``python -m dapose_jax import ...``). The config names the model (backbone, upsampling width, keypoint set)
+and the method, whose state takes the weights: a ``head.*``-only checkpoint (tllib ``PoseResNet``) needs a single-head
 method (source_only), a ``head.*`` + ``head_adv.*`` one (RegDA ``PoseResNet2d``) the method regda. The files and
 layouts it reads, how their keys map to our networks and which network goes where: ``interop.pose_checkpoints``.
 

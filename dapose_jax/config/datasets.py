@@ -6,8 +6,9 @@ KEYPOINT_SETS = {"synthetic": "body16", "lsp": "body16", "lsp_extended": "body16
                  "human36m": "body16", "rhd": "hand21", "h3d": "hand21", "freihand": "hand21"}
 # the animal data sets, FAMILY_ANIMAL[_ANIMAL] (e.g. synanimal_horse, tigdog_horse_tiger): one keypoint set per
 # family, SynAnimal's per animal (the first animal's for a pair of animals)
-ANIMAL_KEYPOINT_SETS = {"tigdog": "animal18", "animal_pose": "animal14",
-                        "synanimal": {"horse": "animal18", "tiger": "animal18", "hound": "animal14", "sheep": "animal14"}}
+ANIMAL_KEYPOINT_SETS = {
+    "tigdog": "animal18", "animal_pose": "animal14",
+    "synanimal": {"horse": "animal18", "tiger": "animal18", "hound": "animal14", "sheep": "animal14"}}
 
 
 def keypoint_set(name):

@@ -20,8 +20,8 @@ def parse(variant, config_file, **kinds):
     if kind is None or chosen[kind]:
       problem = f"unknown token {token!r}" if kind is None else f"a second {kind} ({token!r})"
       accepted = "; ".join(f"{k}: {', '.join(t for t in tokens if t)}" for k, tokens in kinds.items())
-      raise errors.ConfigError(f"variant {variant!r} of {config_file}: {problem}; the variant is a comma-separated list "
-                       f"of at most one token of each kind: {accepted}")
+      raise errors.ConfigError(f"variant {variant!r} of {config_file}: {problem}; the variant is a comma-separated "
+                               f"list of at most one token of each kind: {accepted}")
     chosen[kind] = token
   return types.SimpleNamespace(**chosen)
 

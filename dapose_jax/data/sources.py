@@ -7,8 +7,8 @@ Human3.6M, SURREAL built from the raw release).
 Every source reports the keypoint set it stores (``source.keypoint_set``, a ``skeletons.KeypointSet``): the
 embedded renderer declares it in ``SyntheticPose``, the TFDS builders' in ``config.datasets``. A data config's
 ``keypoint_set`` is filled from ``config.datasets`` when the config is made (``config.defaults.domain``) and checked
-against the source's when the source is opened. Built TFDS data sets (see ``dapose_jax.commands.build``) also carry their raw
-annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A built sample that cannot be decoded
+against the source's when the source is opened. Built TFDS data sets (see ``dapose_jax.commands.build``) also
+carry their raw annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A built sample that cannot be decoded
 raises ``CorruptSampleError`` naming the data set, the split and the index.
 """
 

@@ -198,7 +198,8 @@ def train_step(config, state, source, target, step_extension=StepExtension()):
 
   peaks, confidence = decoding.argmax_2d(teacher_maps)
   occluded = _occlude(c, k_occ, base, peaks * (size / hm_size), confidence)
-  student_view = device_augment.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m), view_params.color))
+  student_view = device_augment.normalize(views.color_jitter(k_scol, views.to_view(occluded, student_m),
+                                                             view_params.color))
   rectified, _ = decoding.pseudo_labels(teacher_maps, config.sigma)
   mask = losses.median_confidence_mask(teacher_maps)
   extension = step_extension.changes(config, state, extension_inputs, StepContext(

@@ -1,8 +1,8 @@
 """A trained run's model, for the commands that use one (``evaluate``, ``predict``): the checkpoint a path names,
 its state restored for the config, and the flip test.
 
-``--checkpoint`` (``commands.cli.define_model_flags``) names a run folder (its newest checkpoint, in RUN/checkpoints), its ``best`` folder (the best
-state) or one step folder (RUN/checkpoints/STEP or RUN/best/STEP). ``--config`` is a config file with its variant
+``--checkpoint`` (``commands.cli.define_model_flags``) names a run folder (its newest checkpoint, in
+RUN/checkpoints), its ``best`` folder (the best state) or one step folder (RUN/checkpoints/STEP or RUN/best/STEP). ``--config`` is a config file with its variant
 and overrides, as the train command takes it (the same that trained the run), or a run's recorded ``config.json``
 (or the folder that holds it); either takes ``--config.KEY=VALUE`` overrides. Of a config file, the config of
 the run's own stage is used (``method.stages``: e.g. RegDA's stage 2, whose stage 1 is RUN/pretrain); a stage-1

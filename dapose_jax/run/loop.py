@@ -117,7 +117,8 @@ def _selection(config, evals):
   """(evaluator name, value key) that ``config.select_on`` names, checked before anything is written."""
   name, _, key = config.select_on.partition("/")
   if name not in evals:
-    raise errors.ConfigError(f"config.select_on={config.select_on!r} names no evaluator; config.evals has {sorted(evals)}")
+    raise errors.ConfigError(f"config.select_on={config.select_on!r} names no evaluator; config.evals has "
+                             f"{sorted(evals)}")
   key = key or evals[name].headline
   if key not in evals[name].keys:
     raise errors.ConfigError(f"config.select_on={config.select_on!r}: evaluator {name!r} has no value {key!r}; it has "
@@ -150,7 +151,8 @@ def train_and_evaluate(config, workdir):
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
-  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain)) for domain in defaults.DOMAINS)
+  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain))
+                   for domain in defaults.DOMAINS)
   datasets = train_sources(config)
   sampler = sampling.from_config(config, datasets[0], stream_seed(config, "source"))  # checked before any write
   repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
