@@ -159,6 +159,11 @@ def start_jax():
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes need it; GPUs use NCCL
     jax.distributed.initialize(**multihost_arguments())
   log_progress_to_stderr()
+  if jax.process_count() > 1 and jax.default_backend() == "cpu" and jax.config.jax_enable_compilation_cache:
+    # Measured with jax 0.12.1: CPU processes joined by gloo hang at the first evaluation when the persistent
+    # compilation cache is on (also with a folder per process); without it they run.
+    jax.config.update("jax_enable_compilation_cache", False)
+    log.warning("the persistent compilation cache is off: several CPU processes hang with it")
   cv2.setNumThreads(1)  # the input pipeline parallelises over samples; OpenCV's own threads only contend
   log.info("JAX devices: %d (%d local), process %d of %d", jax.device_count(), jax.local_device_count(),
            jax.process_index(), jax.process_count())
