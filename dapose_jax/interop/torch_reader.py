@@ -172,9 +172,7 @@ def read(path) -> dict[str, np.ndarray]:
   except errors.UserError:
     raise
   except Exception as error:  # noqa: BLE001  whatever a damaged archive or pickle raises
-    text = " ".join(str(error).split())[:300]
-    raise errors.CorruptInputError(f"{path}: not a readable torch.save archive ({type(error).__name__}: {text})") \
-        from None
+    raise errors.CorruptInputError(f"{path}: not a readable torch.save archive ({errors.one_line(error)})") from None
   if not isinstance(tree, dict):
     raise errors.CorruptInputError(f"{path} holds a {type(tree).__name__}, not a dict of tensors")
   return flatten(tree)

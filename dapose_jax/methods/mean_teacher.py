@@ -54,6 +54,7 @@ def ema_update(teacher_params, student_params, alpha=0.999):
   """
   return jax.tree_util.tree_map(lambda t, s: alpha * t + (1 - alpha) * s, teacher_params, student_params)
 
+
 def settings(config):
   return config[config.method]
 
