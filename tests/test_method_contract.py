@@ -1,13 +1,16 @@
 """Every registered method honours the contract the loop relies on (``methods.base.Method``)."""
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from dapose_jax import evaluators, methods, parallel
+from dapose_jax.config import defaults
 from dapose_jax.pose import skeletons
 from tests.test_parallel import random_batch
 from tests.test_train import tiny_config
@@ -29,7 +32,18 @@ def test_the_registry_holds_every_method_once_by_its_name():
                                 "geometric"}
   for name in methods.NAMES:
     assert methods.get(name).name == name and methods.get(name) is methods.get(name)
-  assert len({methods.get(name).own_section for name in methods.NAMES}) == len(methods.NAMES)
+  assert len({methods.section(name) for name in methods.NAMES}) == len(methods.NAMES)
+
+
+def test_each_method_brings_its_config_section_from_its_own_defaults_module():
+  config = defaults.base_config()
+  assert methods.section("style_decoder") == "style" and methods.section("regda") == "regda"
+  for name in methods.NAMES:
+    module = importlib.import_module(f"dapose_jax.methods.defaults.{name}")
+    assert config[methods.section(name)].to_dict() == ConfigDict(module.get()).to_dict()
+  # DAML's section is the mean teacher's with DAML's adversary weights, and nothing else differs
+  differs = {k for k, v in config.daml.items() if config.mean_teacher[k] != v}
+  assert differs == {"feature_weight", "pose_weight", "teacher_style_prob"} and config.daml.pose_weight == 0.3
 
 
 @pytest.mark.parametrize("name", methods.NAMES)
@@ -56,7 +70,7 @@ def test_method_inits_steps_and_evaluates_under_jit(name, tmp_path):
                                                           jax.tree.leaves(before)) if a.shape]
   assert max(moved) > 0
   if method.eval_heatmaps is None:
-    assert not config.evals and method.own_section in ("style", "reconstruction")
+    assert not config.evals and methods.section(method.name) in ("style", "reconstruction")
   else:
     assert set(config.evals) == {"source", "target"}
     images = (target["base"] if config.target.pairs else target)["image"]

@@ -2,7 +2,7 @@
 
 from ml_collections import ConfigDict
 
-from dapose_jax import errors
+from dapose_jax import errors, methods
 from dapose_jax.config import datasets
 
 
@@ -137,71 +137,6 @@ def base_config():
   # poses: how many of the source's first training samples the lifter is trained on (0: all).
   c.lifting = dict(width=256, blocks=2, steps=2000, lr=1e-3, batch_size=256, input_drop=0.2, seed=0,
                    angle_percentiles=(1.0, 99.0), tau2d=-1.0, tau3d=0.05, overlap_threshold=0.8, poses=20_000)
-  # Generator pre-training on source pairs (dapose_jax/methods/reconstruction.py, `dapose-jax reconstruction`):
-  # the Reconstructor (models/reconstruction.py, FOMM's widths) trained with Adam on L1 + perceptual_weight * the
-  # L1 between frozen AdaIN-encoder features (config.style's network). keypoints: "truth" (the source's labels)
-  # or "predictor" (soft-argmax of the frozen pose network in the checkpoint folder predictor, a run's best).
-  # net: the network file (reconstruction.msgpack) it writes and the geometric method reads. driving: "pair" (the
-  # source's pairs: the renderer's or a data set's pair index) or "view" (a second random view of each image,
-  # driving_view's ranges; also the geometric method's driving image of a target without pairs). domains: the
-  # training images it learns from, ("source",) or ("source", "target") (the target with keypoints="predictor").
-  c.reconstruction = dict(net="", keypoints="truth", predictor="", driving="pair", domains=("source",),
-                          driving_view=dict(rotation=30.0, shear=0.0, translate=0.05, scale_min=0.9, scale_max=1.1,
-                                            color=0.0), warping_features=64, warping_max_features=1024,
-                          warping_blocks=5, warping_scale=0.25, heatmap_variance=0.01, generator_features=64,
-                          generator_max_features=512, generator_residual_blocks=6, steps=20_000, lr=2e-4,
-                          batch_size=16, perceptual_weight=1.0, log_every=100, seed=0)
-  # tllib erm.py: Adam 1e-3 on every parameter, MSE, MultiStepLR at epochs [45, 60]
-  c.source_only = dict(loss="mse", optimizer="adam", lr=1e-3, backbone_lr_factor=1.0, momentum=0.9,
-                       nesterov=True, weight_decay=0.0, lr_milestones=(45, 60), lr_factor=0.1,
-                       stylise_prob=0.0)  # > 0: source batches in target style (AdaIN, config.style)
-  # tllib regda.py / regda.sh
-  c.regda = dict(
-      pretrained="",  # a stage-1 'best' checkpoint folder; empty: run stage 1 into WORKDIR/pretrain
-      pretrain_epochs=70,
-      pretrain=dict(loss="kl", optimizer="sgd", lr=0.1, backbone_lr_factor=0.1, momentum=0.9, nesterov=True,
-                    weight_decay=1e-4, lr_milestones=(45, 60), lr_factor=0.1),
-      lr=0.1, features_lr_factor=0.1, lr_gamma=1e-4, lr_decay=0.75, momentum=0.9, nesterov=True,
-      weight_decay=1e-4, margin=4.0, trade_off=1.0, epsilon=1e-7, objective="regda",
-      warm_start_iters=1000.0,  # N of the warm-start layer: lambda = 0.046 at N, 0.0987 at 5N iterations
-      fast_pseudo_labels=False)
-  # UDAPE's AdaIN style net (adain/train/train_human.py), trained by dapose_jax.commands.style: Adam
-  # 1e-5 constant, batch 4, 500k iterations and style weight 0.1 are UDAPE's. encoder: vgg_normalised
-  # .pth/.npz or "" (random, frozen); decoder: a released decoder to import or "" (train one).
-  # net: the trained style network file (style_net.msgpack) the methods load; empty: the run trains one (its style
-  # stage).
-  # depth < 4 stops the encoder at relu{depth}_1 (a CPU-demo option; the reference uses relu4_1).
-  c.style = dict(net="", encoder="", decoder="", width=1.0, depth=4, steps=500_000, lr=1e-5, batch_size=4,
-                 style_weight=0.1, content_weight=1.0, log_every=100, seed=0)
-  # UDAPE train_human.py (mean teacher) and DAML's fork of it
-  c.mean_teacher = mean_teacher()
-  c.daml = mean_teacher(feature_weight=0.1, pose_weight=0.3, teacher_style_prob=0.0)
-  # Geometric reconstruction (methods/geometric.py): the mean teacher + integrated pseudo-labels (config.lifting) +
-  # the reconstruction loss (config.reconstruction's generator). ablation: "baseline", "pseudo", "reconstruction"
-  # or "both" (the paper's Table A); generator: a trained network file, empty: pre-train one after stage 1.
-  c.geometric = mean_teacher(ablation="both", pseudo3d_weight=1.0, reconstruction_weight=0.01, generator="")
+  c.update(methods.default_sections())  # each method's own section: dapose_jax/methods/defaults
   return c
 
-
-def mean_teacher(**overrides):
-  """UDAPE's settings: 40 source-only epochs (stylised source), then 30 mean-teacher epochs."""
-  c = dict(
-      pretrained="",  # a stage-1 'best' checkpoint folder; empty: run stage 1 into WORKDIR/pretrain
-      pretrain_epochs=40,
-      pretrain=dict(loss="mse", optimizer="adam", lr=1e-4, backbone_lr_factor=1.0, weight_decay=0.0,
-                    lr_milestones=(45, 60), lr_factor=0.1, stylise_prob=0.5),
-      pretrain_select_on="target",  # the reference keeps the best TARGET-test stage-1 checkpoint
-      lr=1e-4, lr_factor=0.1,
-      lr_milestones=(5, 20),  # the reference's [45, 60] over the whole run, counted from stage 1's 40 epochs
-      disc_lr=1e-4,  # DAML's discriminator (its schedule never decays in the reference)
-      ema=0.999, consistency_weight=1.0,
-      feature_weight=0.0, pose_weight=0.0,  # DAML's lambda_b (BCE_s + BCE_t) and lambda_c (IM)
-      im_threshold=-1.0,  # >= 0: the paper's confidence threshold on IM (the public code has none)
-      source_style_prob=0.5, teacher_style_prob=0.5,  # s2t on the source, t2s on the teacher view
-      base_crop_only=True,  # target pipeline = shared base crop; the views are drawn on the device
-      view=dict(rotation=60.0, shear=30.0, translate=0.05, scale_min=0.6, scale_max=1.3, color=0.25),
-      occlude_prob=0.5, occlude_threshold=0.9, occlude_size=10,  # occlude_size: half side in pixels
-      interpolation=0,  # heatmap / image warps: 0 nearest (reference), 1 bilinear
-  )
-  c.update(overrides)
-  return c

@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 from ml_collections import ConfigDict
 
+from dapose_jax import methods
 from dapose_jax.storage import workdirs
 
 
@@ -32,7 +33,6 @@ class Method:
     eval_heatmaps(config, state, uint8 images) -> heatmaps (B, H, W, K), what the evaluators score;
       None for a method without a pose output (it runs no evaluators)
   Optional, with defaults that do nothing:
-    section: the config section the method owns (default: its name)
     reads: the sections of other methods that a run also reads (e.g. the generator's ``reconstruction``)
     uses_style(config): whether a run reads ``config.style`` (the AdaIN network)
     configure(config) -> config: the config a run of this method uses, before anything is written
@@ -50,7 +50,6 @@ class Method:
   init: Callable
   train_step: Callable
   eval_heatmaps: Optional[Callable]
-  section: str = ""
   reads: tuple = ()
   uses_style: Callable = lambda config: False
   configure: Callable = lambda config: config
@@ -67,13 +66,9 @@ class Method:
       return [Stage(self.name, config, pathlib.Path(workdir))]
     return self.prepare(config, pathlib.Path(workdir))
 
-  @property
-  def own_section(self):
-    return self.section or self.name
-
   def sections(self, config):
     """The method-owned config sections that a run of this method reads."""
-    own = self.own_section
+    own = methods.section(self.name)
     style = ("style",) if own != "style" and self.uses_style(config) else ()
     return (own, *self.reads, *style)
 

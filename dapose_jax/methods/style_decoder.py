@@ -160,5 +160,5 @@ def with_style_network(config, workdir, needed):
   return stages, base.updated(config, style={"net": str(workdir / "style" / style_net.STYLE_NET)})
 
 
-METHOD = base.Method(name="style_decoder", section="style", init=init, train_step=train_step, eval_heatmaps=None,
+METHOD = base.Method(name="style_decoder", init=init, train_step=train_step, eval_heatmaps=None,
                      configure=configure, prepare=prepare, load_pretrained=load_pretrained, finish=finish)
