@@ -85,9 +85,9 @@ def test_identity_grid_is_the_normalised_pixel_index():
   np.testing.assert_array_equal(grid[..., 0], [[-1.0, -0.5, 0.0, 0.5]] * 2)
   np.testing.assert_array_equal(grid[..., 1], [[-1.0] * 4, [0.0] * 4])
   xy = jnp.array([[3.0, 1.0], [0.5, 0.25]])
-  uv = reconstruction.pixels_to_normalised(xy, 2, 4)
+  uv = decoding.pixels_to_normalised(xy, 2, 4)
   np.testing.assert_array_equal(uv, [[0.5, 0.0], [-0.75, -0.75]])
-  np.testing.assert_array_equal(reconstruction.normalised_to_pixels(uv, 2, 4), xy)
+  np.testing.assert_array_equal(decoding.normalised_to_pixels(uv, 2, 4), xy)
 
 
 def test_zero_motion_gives_the_identity_field_and_warp_for_any_mask():

@@ -8,7 +8,7 @@ Definitions:
   an affine at ``driving_view``'s ranges, drawn on the device per step). No device augmentation. ``domains``:
   the domains whose training images it learns from, ("source",) or ("source", "target") (the target needs
   keypoints="predictor": its labels are not for training); the loss is the mean over the domains' batches.
-- Keypoints, normalised (``models.reconstruction.pixels_to_normalised``): ``keypoints="truth"``, the labels, as
+- Keypoints, normalised (``pose.decoding.pixels_to_normalised``): ``keypoints="truth"``, the labels, as
   image pixel x / image size; ``"predictor"``, the frozen pose network of the checkpoint folder ``predictor``
   (a run's ``best``, e.g. RUN/pretrain/best), eval mode, through ``decoding.heatmap_keypoints`` (the relative
   soft-argmax at ``soft_argmax_temperature(sigma, heatmap_size)``), as heatmap pixel x / heatmap size (the same point).
@@ -155,7 +155,7 @@ def loss_terms(config, reconstructed, target, encoder_params):
 def sample_keypoints(config, state, sample):
   """Normalised (B, K, 2) keypoints of a batch as ``config.reconstruction.keypoints`` says."""
   if config.reconstruction.keypoints == "truth":
-    return reconstruction.pixels_to_normalised(sample["keypoints"], config.image_size, config.image_size)
+    return decoding.pixels_to_normalised(sample["keypoints"], config.image_size, config.image_size)
   heatmaps = common.predict(pose.build_model(config), state.predictor, sample["image"])
   return decoding.heatmap_keypoints(config, jax.lax.stop_gradient(heatmaps))
 

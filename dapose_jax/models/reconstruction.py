@@ -20,24 +20,15 @@ import jax
 import jax.numpy as jnp
 
 from dapose_jax.models import resnet
+from dapose_jax.pose import decoding
 
 Dtype = resnet.Dtype
-
-
-def pixels_to_normalised(xy, height, width):
-  """(..., 2) pixel indices (x, y) of a ``height`` x ``width`` map -> normalised coordinates."""
-  return 2.0 * xy / jnp.array([width, height], jnp.float32) - 1.0
-
-
-def normalised_to_pixels(uv, height, width):
-  """The inverse of ``pixels_to_normalised``."""
-  return (uv + 1.0) * jnp.array([width, height], jnp.float32) / 2.0
 
 
 def identity_grid(height, width):
   """(H, W, 2): the normalised coordinates of each pixel, the field of no motion."""
   ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
-  return pixels_to_normalised(jnp.stack([xs, ys], -1), height, width)
+  return decoding.pixels_to_normalised(jnp.stack([xs, ys], -1), height, width)
 
 
 def region_motion(kp_base, kp_driving, mask):
@@ -62,7 +53,7 @@ def warp(features, field):
   height, width = features.shape[1:3]
 
   def one(feature_map, positions):
-    xy = normalised_to_pixels(positions, height, width)
+    xy = decoding.normalised_to_pixels(positions, height, width)
     channel = lambda c: jax.scipy.ndimage.map_coordinates(c, [xy[..., 1], xy[..., 0]], order=1, mode="constant",
                                                           cval=0.0)
     return jax.vmap(channel, in_axes=-1, out_axes=-1)(feature_map)

@@ -8,6 +8,8 @@ as (x, y), x the column and y the row.
 - ``keypoints_in_pixels``: ``argmax_2d`` times the stride, in input pixels (the evaluators, ``predict``).
 - ``soft_argmax`` at ``soft_argmax_temperature``, and ``heatmap_keypoints`` (its relative form, normalised as the
   reconstruction generator's keypoints): the differentiable keypoints of the geometric reconstruction.
+- ``pixels_to_normalised`` / ``normalised_to_pixels``: pixel indices of a map <-> [-1, 1] coordinates (the
+  reconstruction generator's keypoints and motion fields).
 - ``pseudo_labels``: RegDA's pseudo-labels, the reference targets rendered back at ``argmax_2d``'s keypoints.
 
 All functions but the config-time ``soft_argmax_temperature`` (NumPy) are pure jnp and work under ``jit``/``vmap``.
@@ -17,8 +19,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax.models import reconstruction
 from dapose_jax.pose import keypoints
+
+
+def pixels_to_normalised(xy, height, width):
+  """(..., 2) pixel indices (x, y) of a ``height`` x ``width`` map -> normalised coordinates."""
+  return 2.0 * xy / jnp.array([width, height], jnp.float32) - 1.0
+
+
+def normalised_to_pixels(uv, height, width):
+  """The inverse of ``pixels_to_normalised``."""
+  return (uv + 1.0) * jnp.array([width, height], jnp.float32) / 2.0
 
 
 def _argmax_cells(heatmaps):
@@ -103,11 +114,11 @@ def heatmap_keypoints(config, heatmaps):
   ``soft_argmax_temperature(config.sigma, config.heatmap_size)`` (differentiable).
 
   Returns (B, K, 2) keypoints of (B, H, W, K) heatmaps, normalised as the generator's
-  (``models.reconstruction.pixels_to_normalised`` of the heatmap pixels).
+  (``pixels_to_normalised`` of the heatmap pixels).
   """
   temperature = soft_argmax_temperature(config.sigma, config.heatmap_size)
   xy = soft_argmax(heatmaps, temperature, relative=True)
-  return reconstruction.pixels_to_normalised(xy, config.heatmap_size, config.heatmap_size)
+  return pixels_to_normalised(xy, config.heatmap_size, config.heatmap_size)
 
 
 def pseudo_labels(heatmaps, sigma=2.0, fast=False):
