@@ -119,7 +119,7 @@ def test_a_missing_or_unreadable_file_is_named(tmp_path):
     loop.train_and_evaluate(one_step_config(init=str(tmp_path / "nowhere.pth")), tmp_path / "run")
   damaged = tmp_path / "damaged.npz"
   damaged.write_bytes(b"not a zip file")
-  with pytest.raises(errors.CorruptInputError, match=f"config.model.init={damaged} cannot be read as a state dict"):
+  with pytest.raises(errors.CorruptInputError, match=f"config.model.init={damaged} is not a readable state dict"):
     loop.train_and_evaluate(one_step_config(init=str(damaged)), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 

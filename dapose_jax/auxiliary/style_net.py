@@ -46,9 +46,11 @@ def with_released(style_config, params):
   params = dict(params)
   encoder = defaults.named_file(style_config.encoder)
   if encoder:
-    params["encoder"] = adain.encoder_params_from_state_dict(weights.read_state_dict(encoder))
+    encoder = weights.read_named(encoder, f"config.style.encoder={encoder}")
+    params["encoder"] = adain.encoder_params_from_state_dict(encoder)
   if style_config.decoder:
-    params["decoder"] = adain.decoder_params_from_state_dict(weights.read_state_dict(style_config.decoder))
+    decoder = weights.read_named(style_config.decoder, f"config.style.decoder={style_config.decoder}")
+    params["decoder"] = adain.decoder_params_from_state_dict(decoder)
   return params
 
 

@@ -38,16 +38,9 @@ def read(config, abstract_state):
   if not path:
     return None
   key = f"config.model.init={path}"
-  if not pathlib.Path(path).expanduser().is_file():
-    raise errors.MissingInputError(f"{key}: no such file; name a torchvision ResNet state dict such as "
-                                   f"{defaults.TORCHVISION_FILES.get(config.model.backbone, 'resnet101-63fe2227.pth')}")
+  example = defaults.TORCHVISION_FILES.get(config.model.backbone, "resnet101-63fe2227.pth")
+  state_dict = weights.read_named(path, key, missing_hint=f"; name a torchvision ResNet state dict such as {example}")
   path = pathlib.Path(path).expanduser()
-  try:
-    state_dict = weights.read_state_dict(path)
-  except ImportError as error:
-    raise errors.MissingInputError(f"{key}: {error}") from None
-  except Exception as error:  # a damaged or foreign file: the readers' own messages do not name it
-    raise errors.CorruptInputError(f"{key} cannot be read as a state dict ({type(error).__name__}: {error})") from None
   params, stats = abstract_state.params[BACKBONE], abstract_state.batch_stats[BACKBONE]
   params, stats, mismatches = weights.convert_tree(params, stats, state_dict, weights.torch_key)
   if mismatches:

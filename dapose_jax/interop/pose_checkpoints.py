@@ -47,17 +47,7 @@ def read_checkpoint(path) -> dict[str, np.ndarray]:
   path = pathlib.Path(path).expanduser()
   if path.suffix.lower() not in FORMATS:
     raise errors.ConfigError(f"--checkpoint {path}: expected a {', '.join(FORMATS)} file")
-  if not path.is_file():
-    raise errors.MissingInputError(f"--checkpoint {path}: no such file")
-  try:
-    return weights.read_state_dict(path)
-  except ImportError as error:
-    raise errors.UserError(str(error)) from None
-  except errors.UserError:
-    raise
-  except Exception as error:  # noqa: BLE001  whatever the format's reader makes of a file that is not one
-    raise errors.CorruptInputError(f"{path} is not a readable {path.suffix} checkpoint ({errors.one_line(error)})") \
-        from None
+  return weights.read_named(path, f"--checkpoint {path}", what=f"{path.suffix} checkpoint")
 
 
 def networks(flat):

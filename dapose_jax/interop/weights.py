@@ -16,6 +16,7 @@ Key mapping (torchvision -> Flax, relative to the backbone module):
 
 import argparse
 import os
+import pathlib
 import pickle
 import re
 from typing import Mapping, NamedTuple, Optional
@@ -148,6 +149,22 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     return torch_reader.flatten(_torch_load(torch, path))
   raise ValueError(f"unsupported checkpoint format {ext!r} ({path}); "
                    "expected .npz, .safetensors, .pth, .pt or .pth.tar")
+
+
+def read_named(path, key, what="state dict", missing_hint=""):
+  """``read_state_dict`` of a file that a user named as ``key`` (e.g. ``config.model.init=PATH``): one line naming
+  ``key`` for a missing file, a reader package that is not installed, or a file that is no readable ``what``."""
+  path = pathlib.Path(path).expanduser()
+  if not path.is_file():
+    raise errors.MissingInputError(f"{key}: no such file{missing_hint}")
+  try:
+    return read_state_dict(path)
+  except ImportError as error:
+    raise errors.MissingInputError(f"{key}: {error}") from None
+  except errors.UserError:
+    raise
+  except Exception as error:  # noqa: BLE001  a damaged or foreign file: the readers' messages do not name it
+    raise errors.CorruptInputError(f"{key} is not a readable {what} ({errors.one_line(error)})") from None
 
 
 def _torch_load(torch, path):
