@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from ml_collections import ConfigDict
 
 from dapose_jax import errors
 from dapose_jax.auxiliary import fitting
@@ -233,6 +234,17 @@ def load_params(vae_config, num_keypoints, folder):
 def load_scores(path, data_config, source):
   """The (N,) scores in ``path`` (a scores.json of ``run``), after checking that they were made from ``source``,
   the training split of ``data_config``: its name, size, keypoint set and the fingerprint of ``PROBES`` samples."""
+  return _checked_scores(path, data_config, source)[0]
+
+
+def load_scorer(path, data_config, source, num_keypoints):
+  """(scores, vae, params): ``load_scores`` and the VAE that made them (beside ``path``), to score other poses."""
+  scores, record = _checked_scores(path, data_config, source)
+  vae, params = load_params(ConfigDict(record["pose_vae"]), num_keypoints, pathlib.Path(path).expanduser().parent)
+  return scores, vae, params
+
+
+def _checked_scores(path, data_config, source):
   path = pathlib.Path(path).expanduser()
   remake = "run `dapose-jax pose_vae --config CONFIG --workdir DIR` with this run's config.source"
   if not path.is_file():
@@ -248,4 +260,4 @@ def load_scores(path, data_config, source):
     differs = ", ".join(f"{k} {stored[k]!r} (the run's: {expected[k]!r})" for k in expected if stored[k] != expected[k])
     raise errors.ConfigError(f"{path} scores other poses than config.source's training split "
                              f"({differs or 'its keypoints differ'}); {remake}")
-  return scores
+  return scores, record

@@ -146,7 +146,7 @@ def predict(model, mesh, paths, out, *, flip=False):
     try:
       image = read_image(path)
     except Exception as error:  # noqa: BLE001  whatever the file holds, the other images still run
-      warn(path, f"cannot be read as an image ({type(error).__name__}: {error})")
+      warn(path, f"cannot be read as an image ({errors.one_line(error)})")
       continue
     pending.append((path, image, *to_input(image, size)))
     if len(pending) == batch_size:

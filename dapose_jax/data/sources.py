@@ -83,7 +83,7 @@ class BuiltSplit:
     except IndexError:  # past the end: ends an iteration
       raise
     except Exception as error:  # noqa: BLE001  e.g. TFDS's decoder gets None from OpenCV for a truncated JPEG
-      raise self._corrupt(index, f"{type(error).__name__}: {error}") from error
+      raise self._corrupt(index, errors.one_line(error)) from error
     if sample["image"] is None or not sample["image"].size:
       raise self._corrupt(index, "empty image")
     return sample

@@ -20,13 +20,9 @@ Only bins that hold at least one image of the split have ``pck_bin{b}`` and ``ev
 no value to report, and a NaN would make results.json invalid JSON.
 """
 
-import json
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import ConfigDict
 
 from dapose_jax import errors
 from dapose_jax.auxiliary import pose_vae
@@ -53,10 +49,7 @@ class PoseBins(coordinates.CoordinateMetric):
     if keypoint_set.name != training.keypoint_set.name:
       raise errors.ConfigError(f"evaluator type 'pose_bins' scores {keypoint_set.name} poses with a VAE of the "
                                f"source's {training.keypoint_set.name} poses: evaluate a split of that keypoint set")
-    source_scores = pose_vae.load_scores(path, config.source, training)
-    record = json.loads(pathlib.Path(path).expanduser().read_text())
-    vae, params = pose_vae.load_params(ConfigDict(record["pose_vae"]), keypoint_set.num_keypoints,
-                                       pathlib.Path(path).expanduser().parent)
+    source_scores, vae, params = pose_vae.load_scorer(path, config.source, training, keypoint_set.num_keypoints)
     self.scores = pose_vae.score(vae, params, *pose_vae.read_keypoints(source, config.data.num_threads))
     self.k = config.sampling.bins
     self.value_range = sampling.value_range(source_scores, config.sampling.upper_quantile)
