@@ -25,7 +25,6 @@ import pathlib
 import time
 
 import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +34,7 @@ from ml_collections import ConfigDict
 from dapose_jax import errors
 from dapose_jax.auxiliary import fitting
 from dapose_jax.data import sources
-from dapose_jax.storage import workdirs
+from dapose_jax.storage import network_files, workdirs
 
 log = logging.getLogger("dapose_jax")
 
@@ -209,9 +208,8 @@ def run(config, workdir):
             "keypoints_sha256": fingerprint(keypoints, visible), "probe_sha256": probe_fingerprint(source),
             "pose_vae": config.pose_vae.to_dict(), "final_batch": final,
             "seconds": {"read": round(read_seconds, 1), "train": round(train_seconds, 1)}, "scores": scores.tolist()}
+  network_files.write(out / PARAMS, params, barrier="pose VAE written")
   if jax.process_index() == 0:
-    out.mkdir(parents=True, exist_ok=True)
-    workdirs.write_atomic(out / PARAMS, flax.serialization.to_bytes(jax.device_get(params)))
     workdirs.write_atomic(out / SCORES, (json.dumps(record) + "\n").encode())
   log.info("pose VAE: read %.0f s, trained %.0f s; scores (min %.4g, median %.4g, max %.4g) in %s", read_seconds,
            train_seconds, scores.min(), np.median(scores), scores.max(), out / SCORES)
@@ -221,14 +219,11 @@ def run(config, workdir):
 def load_params(vae_config, num_keypoints, folder):
   """The VAE parameters that ``run`` wrote in ``folder`` (WORKDIR/pose_vae) for ``vae_config``."""
   path = pathlib.Path(folder).expanduser() / PARAMS
-  if not path.is_file():
-    raise errors.MissingInputError(f"no pose VAE at {path}: make it with `dapose-jax pose_vae --config CONFIG "
-                                   f"--workdir {pathlib.Path(folder).parent}`")
   vae = model(vae_config, num_keypoints)
   template = jax.eval_shape(lambda: vae.init(jax.random.key(0), jnp.zeros((1, num_keypoints, 2)),
                                              jnp.zeros((1, num_keypoints)), jnp.zeros((1, vae.latent)))["params"])
-  return vae, flax.serialization.from_bytes(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template),
-                                            path.read_bytes())
+  remake = f"make it with `dapose-jax pose_vae --config CONFIG --workdir {pathlib.Path(folder).parent}`"
+  return vae, network_files.read(path, template, remake=remake)
 
 
 def load_scores(path, data_config, source):

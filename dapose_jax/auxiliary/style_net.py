@@ -1,17 +1,13 @@
 """The trained AdaIN style network as a file, and how a run gets its style network.
 
-``style_net.msgpack`` holds the frozen encoder and the trained decoder (flax serialization);
-``style_net.json`` beside it holds the ``config.style`` fields it was made with and its loss curve.
+``style_net.msgpack`` holds the frozen encoder and the trained decoder, ``style_net.json`` beside it the
+``config.style`` fields it was made with and its loss curve (``storage.network_files``).
 The decoder is trained (or a released one converted) by the ``style_decoder`` method (``python -m dapose_jax style``).
 
 A run that stylises images reads ``config.style.net`` (such a file) or, when it is empty and
 ``config.style.decoder`` names a released UDAPE decoder, the released encoder and decoder directly.
 """
 
-import json
-import pathlib
-
-import flax.serialization
 import jax
 import jax.numpy as jnp
 
@@ -19,10 +15,9 @@ from dapose_jax import errors
 from dapose_jax.config import defaults
 from dapose_jax.interop import adain, weights
 from dapose_jax.models import style
-from dapose_jax.storage import checkpoints, workdirs
+from dapose_jax.storage import checkpoints, network_files
 
 STYLE_NET = "style_net.msgpack"
-STYLE_NET_INFO = "style_net.json"
 
 
 def initial_params(style_config):
@@ -62,26 +57,17 @@ def template(config):
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
+REMAKE = "train one with `dapose-jax style` (a method that needs one trains it on its own)"
+
+
 def save(path, style_params, info):
-  """``style_net.json`` then ``path`` (``style_net.msgpack``), each atomically (process 0 writes)."""
-  path = pathlib.Path(path)
-  style_params = jax.device_get(style_params)
-  if jax.process_index() == 0:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    workdirs.write_atomic(path.parent / STYLE_NET_INFO, (json.dumps(info, indent=2) + "\n").encode())
-    workdirs.write_atomic(path, flax.serialization.to_bytes(style_params))
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("style_net written")
-  return path
+  """``path`` (``style_net.msgpack``) and its record ``info`` (``style_net.json``)."""
+  return network_files.write(path, style_params, info, barrier="style_net written")
 
 
 def read(path):
   """(style_params, width) of a ``style_net.msgpack``."""
-  path = pathlib.Path(path)
-  params = flax.serialization.msgpack_restore(path.read_bytes())
-  info = json.loads((path.parent / STYLE_NET_INFO).read_text())
-  return jax.tree.map(jnp.asarray, params), info["style"]["width"]
+  return network_files.read(path, remake=REMAKE), network_files.read_record(path, REMAKE)["style"]["width"]
 
 
 def load(config, like):
@@ -89,9 +75,6 @@ def load(config, like):
   field): from ``config.style.net``, or from the released files when only those are named."""
   if not config.style.net and config.style.decoder:
     return checkpoints.checked_like(initial_params(config.style), like)
-  path = pathlib.Path(config.style.net).expanduser()
-  if not config.style.net or not path.is_file():
-    raise errors.MissingInputError(f"config.style.net={config.style.net!r} is not a style network file; train one with "
-                            "python -m dapose_jax style (a method that needs one trains it on its own)")
-  params, _ = read(path)
-  return checkpoints.checked_like(params, like)
+  if not config.style.net:
+    raise errors.MissingInputError(f"config.style.net is empty: {REMAKE}")
+  return network_files.read(config.style.net, like, remake=REMAKE)

@@ -30,7 +30,6 @@ import pathlib
 import shutil
 
 import flax
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,7 +44,7 @@ from dapose_jax.methods import base, common
 from dapose_jax.models import pose, reconstruction, style
 from dapose_jax.plots import drawing
 from dapose_jax.pose import decoding, skeletons
-from dapose_jax.storage import checkpoints, workdirs
+from dapose_jax.storage import checkpoints, network_files
 
 log = logging.getLogger("dapose_jax")
 
@@ -117,15 +116,10 @@ def template(config, num_keypoints):
 def load(config, num_keypoints, path):
   """The Reconstructor's {"params", "batch_stats"} in the network file ``path`` (this method's product)."""
   path = pathlib.Path(path).expanduser()
-  if not path.is_file():
-    raise errors.MissingInputError(f"no reconstruction network at {path}: make it with `dapose-jax reconstruction "
-                                   f"--config CONFIG --workdir {path.parent}`, or leave the setting empty to train one")
-  try:
-    return checkpoints.checked_like(flax.serialization.msgpack_restore(path.read_bytes()),
-                                    template(config, num_keypoints))
-  except errors.ConfigError:
-    raise errors.ConfigError(f"{path} does not hold a Reconstructor of this config.reconstruction's widths and "
-                             f"{num_keypoints} keypoints: make it again with this config") from None
+  return network_files.read(path, template(config, num_keypoints),
+                            what=f"a Reconstructor of this config.reconstruction's widths and {num_keypoints} keypoints",
+                            remake=f"make it with `dapose-jax reconstruction --config CONFIG --workdir {path.parent}` "
+                                   "and this config, or leave the setting empty to train one")
 
 
 def encoder_template(config):
@@ -299,11 +293,9 @@ def finish(config, state, workdir):
       shown["driving"]["image"] = np.clip(np.round(shown["driving"]["image"]), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     drawing.save_png(path.parent / PICTURE, picture(config, variables, jax.device_get(state), shown))
-    workdirs.write_atomic(path, flax.serialization.to_bytes(variables))
+  network_files.write(path, variables, barrier="reconstruction network written")
+  if jax.process_index() == 0:
     shutil.rmtree(workdir)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("reconstruction network written")
   log.info("reconstruction: %d steps -> %s", config.reconstruction.steps, path)
 
 
