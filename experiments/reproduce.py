@@ -23,10 +23,10 @@ its 'reconstruction' ablation: its integrated pseudo-labels lift the keypoints t
 body and hand skeletons (--set geometric.ablation=baseline runs the other ablation that works there).
 
 --dry-run runs every stage of each recipe for 2 steps on tiny data sets that the real builders build from the
-tests' fixture releases (WORKDIR/dry_run/data; Human3.6M's test split 8 draws, not 3200), at ResNet-18, 32 px, batch 4,
-one evaluation, small style, generator and lifter networks, a random torchvision-layout ResNet-18 file as model.init
-and a random style encoder: the recipe's own data sets, keypoint sets, stages and method settings with only the sizes
-shrunk. All 30 pairs take about 10 minutes on 2 CPU cores. It needs the test extra (pytest).
+tests' fixture releases (WORKDIR/dry_run/data; Human3.6M's test split 8 draws, not 3200), at ResNet-10 (ResNet-18
+with one basic block per stage), 32 px, batch 4, one evaluation, small style, generator and lifter networks, a random
+torchvision-layout file of that ResNet as model.init and a random style encoder: the recipe's own data sets, keypoint
+sets, stages and method settings with only the sizes shrunk. All 30 pairs take about 10 minutes on 2 CPU cores. It needs the test extra (pytest).
 """
 
 import argparse
@@ -274,9 +274,9 @@ def plan(config, task, method, seeds, workdir, mfu, flops_cache=None):
 
 
 def tiny(config):
-  """``config`` with only its sizes shrunk: every stage DRY_RUN_STEPS steps of batch 4 at 32 px on ResNet-18, one
+  """``config`` with only its sizes shrunk: every stage DRY_RUN_STEPS steps of batch 4 at 32 px on ResNet-10, one
   evaluation at the end, small style (so a random encoder), generator and lifter networks, no worker processes."""
-  config.model.update(backbone="resnet18", upsampling_features=16)
+  config.model.update(backbone="resnet10", upsampling_features=16)
   config.update(image_size=32, heatmap_size=8, batch_size=4, eval_batch_size=4, epochs=1, iters_per_epoch=DRY_RUN_STEPS,
                 log_every=1, eval_every=DRY_RUN_STEPS, checkpoint_every=DRY_RUN_STEPS, keep_checkpoints=1,
                 eval_pictures=0)
@@ -368,7 +368,7 @@ def dry_run(pairs, root, seeds=(0,), sets=()):
   returns their tables."""
   configs = {pair: tiny(recipe(*pair)) for pair in pairs}
   data_dir = build_tiny_data(sorted({c[d].name for c in configs.values() for d in defaults.DOMAINS}), root)
-  init = random_init(pathlib.Path(root) / "resnet18.npz", next(iter(configs.values())))
+  init = random_init(pathlib.Path(root) / "resnet10.npz", next(iter(configs.values())))
   tables = []
   for (task, method), config in configs.items():
     train_seeds(with_files(config, data_dir, init, sets=sets), root, task, method, seeds)

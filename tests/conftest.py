@@ -15,6 +15,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = SESSION_CACHE
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
+# Products that several test modules read (the tiny trained run), made once per session by whichever pytest-xdist
+# worker asks first (tests/test_train.py: tiny_run); removed when the session ends.
+SESSION_SHARED = os.path.join(tempfile.gettempdir(), f"dapose_jax_tests_shared_{os.getpid()}")
+os.environ.setdefault("DAPOSE_JAX_TESTS_SHARED", SESSION_SHARED)
+
 # XLA's quick compile without most optimisations, here and in the commands the tests start: the tests' programs
 # are small, their compilation is most of their time
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
@@ -23,3 +28,4 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 def pytest_sessionfinish(session):
   if "PYTEST_XDIST_WORKER" not in os.environ:
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+    shutil.rmtree(SESSION_SHARED, ignore_errors=True)

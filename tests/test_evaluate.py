@@ -1,15 +1,10 @@
 """The evaluate command and the mmpose metrics: a checkpoint re-evaluated gives its run's results.json, the
 checkpoint a path names, one-line errors, and pck_bbox / pck_auc / epe on hand-computed cases."""
 
-import atexit
-import functools
 import json
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,18 +15,8 @@ from dapose_jax import errors, evaluators, parallel
 from dapose_jax.commands import evaluate
 from dapose_jax.config import defaults
 from dapose_jax.pose import decoding, keypoints, skeletons
-from dapose_jax.run import finished, loop
-from tests.test_train import tiny_config
-
-
-@functools.cache
-def trained_run():
-  """The tiny run (checkpoints 3 and 6, best/STEP, results.json), trained once per test process: the predict
-  tests use it too."""
-  root = pathlib.Path(tempfile.mkdtemp(prefix="dapose_evaluate_"))
-  atexit.register(shutil.rmtree, root, ignore_errors=True)
-  loop.train_and_evaluate(tiny_config(), root / "run")
-  return root / "run"
+from dapose_jax.run import finished
+from tests.test_train import tiny_config, tiny_run
 
 
 def run_cli(*args):
@@ -52,7 +37,7 @@ def run_evaluation(config, checkpoint, **settings):
 
 
 def test_the_final_and_the_best_checkpoint_give_the_numbers_of_results_json():
-  run = trained_run()
+  run = tiny_run()
   results = json.loads((run / "results.json").read_text())
   # which evaluation is best depends on float32 rounding (step 3 or 6 by the host's kernels): read it off the log
   records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
@@ -68,7 +53,7 @@ def test_the_final_and_the_best_checkpoint_give_the_numbers_of_results_json():
 
 
 def test_a_step_folder_names_that_checkpoint():
-  run = trained_run()
+  run = tiny_run()
   assert finished.locate(run / "checkpoints" / "3") == finished.Checkpoint(run / "checkpoints", 3, run)
   assert finished.locate(run / "best") == finished.Checkpoint(run / "best", 3, run)
 
@@ -80,8 +65,8 @@ def test_a_step_folder_names_that_checkpoint():
 ])
 def test_a_path_without_a_checkpoint_is_named(where, error, message):
   with pytest.raises(error, match=message) as raised:
-    finished.locate(trained_run() / where)
-  assert str(trained_run() / where) in str(raised.value)
+    finished.locate(tiny_run() / where)
+  assert str(tiny_run() / where) in str(raised.value)
 
 
 def test_an_empty_checkpoint_folder_says_so(tmp_path):
@@ -100,13 +85,13 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_difference(change, 
   config = tiny_config()
   change(config)
   with pytest.raises(errors.ConfigError, match=message) as raised:
-    finished.load(config, trained_run(), parallel.make_mesh())
-  assert f"--config={trained_run() / 'config.json'}" in str(raised.value)
+    finished.load(config, tiny_run(), parallel.make_mesh())
+  assert f"--config={tiny_run() / 'config.json'}" in str(raised.value)
 
 
 def test_a_method_without_pose_output_is_refused():
   with pytest.raises(errors.ConfigError, match="'style_decoder' has no pose output"):
-    finished.load(tiny_config(method="style_decoder"), trained_run(), parallel.make_mesh())
+    finished.load(tiny_config(method="style_decoder"), tiny_run(), parallel.make_mesh())
 
 
 def test_evaluations_choose_domains_split_thresholds_and_more_metrics():
@@ -121,7 +106,7 @@ def test_evaluations_choose_domains_split_thresholds_and_more_metrics():
 
 
 def test_the_command_prints_the_table_writes_json_and_never_overwrites(tmp_path):
-  run, out = trained_run(), tmp_path / "final.json"
+  run, out = tiny_run(), tmp_path / "final.json"
   proc = run_cli("evaluate", f"--config={run}", f"--checkpoint={run}", f"--out={out}")
   assert proc.returncode == 0, proc.stderr
   written = json.loads(out.read_text())
@@ -136,7 +121,7 @@ def test_the_command_prints_the_table_writes_json_and_never_overwrites(tmp_path)
 
 
 def test_a_bad_checkpoint_path_ends_the_command_with_one_line(tmp_path):
-  proc = run_cli("evaluate", f"--config={trained_run()}", f"--checkpoint={tmp_path / 'nowhere'}")
+  proc = run_cli("evaluate", f"--config={tiny_run()}", f"--checkpoint={tmp_path / 'nowhere'}")
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert proc.stderr.strip().splitlines() == [
       f"error: --checkpoint {tmp_path / 'nowhere'}: no such folder; give a run folder (holding checkpoints/), its "
@@ -223,7 +208,7 @@ def test_the_new_metrics_declare_keys_headline_and_description():
 
 
 def test_several_thresholds_draw_each_evaluators_pck_curve_beside_the_json(tmp_path):
-  run, out = trained_run(), tmp_path / "curve.json"
+  run, out = tiny_run(), tmp_path / "curve.json"
   proc = run_cli("evaluate", f"--config={run}", f"--checkpoint={run}", f"--out={out}", "--domain=target",
                  "--thresholds=0.05,0.2,0.5")
   assert proc.returncode == 0, proc.stderr

@@ -14,8 +14,8 @@ from dapose_jax.commands import predict
 from dapose_jax.methods import base
 from dapose_jax.pose import skeletons
 from dapose_jax.run import finished
-from tests.test_evaluate import run_cli, trained_run
-from tests.test_train import tiny_config
+from tests.test_evaluate import run_cli
+from tests.test_train import tiny_config, tiny_run
 
 
 def fake_model(eval_heatmaps, tmp_path, **config):
@@ -127,7 +127,7 @@ def test_the_flip_test_of_a_mirror_consistent_model_agrees_with_it_everywhere(tm
 
 
 def test_the_command_writes_json_and_png_names_a_bad_file_and_exits_1(tmp_path):
-  run = trained_run()
+  run = tiny_run()
   good = save(tmp_path / "person.png", 48, 40)
   bad = tmp_path / "notes.txt"
   bad.write_text("not an image")
