@@ -55,8 +55,8 @@ def test_a_bfloat16_step_keeps_float32_state_and_its_loss_and_gradients_are_with
 
 def test_a_short_bfloat16_run_trains_as_the_float32_run(tmp_path):
   """The training losses of the tiny run (6 steps) agree step by step with its float32 run's. Measured: at most
-  1.0% relative (AMD EPYC, AVX-512), hence 8%. The PCK of this tiny model is not compared: the drift of its parameters moves argmaxes,
-  as between float32 runs on different device counts (tests/test_multihost.py)."""
+  1.0% relative (AMD EPYC, AVX-512), hence 8%. The PCK of this tiny model is not compared: the drift of its
+  parameters moves argmaxes, as between float32 runs on different device counts (tests/test_multihost.py)."""
   config = tiny_config()
   config.model.dtype = "bfloat16"
   _, results = loop.train_and_evaluate(config, tmp_path / "bfloat16")

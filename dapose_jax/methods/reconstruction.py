@@ -116,10 +116,10 @@ def template(config, num_keypoints):
 def load(config, num_keypoints, path):
   """The Reconstructor's {"params", "batch_stats"} in the network file ``path`` (this method's product)."""
   path = pathlib.Path(path).expanduser()
-  return network_files.read(path, template(config, num_keypoints),
-                            what=f"a Reconstructor of this config.reconstruction's widths and {num_keypoints} keypoints",
-                            remake=f"make it with `dapose-jax reconstruction --config CONFIG --workdir {path.parent}` "
-                                   "and this config, or leave the setting empty to train one")
+  what = f"a Reconstructor of this config.reconstruction's widths and {num_keypoints} keypoints"
+  remake = (f"make it with `dapose-jax reconstruction --config CONFIG --workdir {path.parent}` and this config, or "
+            "leave the setting empty to train one")
+  return network_files.read(path, template(config, num_keypoints), what=what, remake=remake)
 
 
 def encoder_template(config):
