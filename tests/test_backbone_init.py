@@ -40,8 +40,15 @@ def frozen_step(config, state, source, target):
   return state.replace(step=state.step + 1), {"loss": 1.0}
 
 
+def resnet18_config(**overrides):
+  """The tests' tiny config on torchvision's ResNet-18, whose files these tests imitate."""
+  config = tiny_config(**overrides)
+  config.model.backbone = "resnet18"
+  return config
+
+
 def one_step_config(**model):
-  config = tiny_config(epochs=1, iters_per_epoch=1, checkpoint_every=1, eval_every=1)
+  config = resnet18_config(epochs=1, iters_per_epoch=1, checkpoint_every=1, eval_every=1)
   config.model.update(model)
   return config
 
@@ -56,7 +63,7 @@ def init_run(tmp_path_factory):
   arrays by Flax path, the restored step-1 state)."""
   root = tmp_path_factory.mktemp("init")
   file = root / "resnet18.npz"
-  _, expected = torchvision_file(file, tiny_config())
+  _, expected = torchvision_file(file, resnet18_config())
   config = one_step_config(init=str(file))
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(source_only, "METHOD", dataclasses.replace(source_only.METHOD, train_step=frozen_step))
@@ -84,7 +91,7 @@ def test_a_resume_with_another_file_at_the_same_path_is_refused(init_run, tmp_pa
   run, file, _, _ = init_run
   shutil.copytree(run, tmp_path / "run")
   other = tmp_path / file.name
-  torchvision_file(other, tiny_config(), seed=1)
+  torchvision_file(other, resnet18_config(), seed=1)
   with pytest.raises(errors.ConfigError, match=r"differs in: model.init, model.init_sha256\)"):
     loop.train_and_evaluate(one_step_config(init=str(other)), tmp_path / "run")
   shutil.copy(other, file)  # the same path, other contents
@@ -99,7 +106,7 @@ def test_a_resume_with_another_file_at_the_same_path_is_refused(init_run, tmp_pa
 ])
 def test_a_file_of_another_architecture_stops_before_anything_is_written(tmp_path, change, message):
   file = tmp_path / "resnet18.npz"
-  state_dict, _ = torchvision_file(file, tiny_config())
+  state_dict, _ = torchvision_file(file, resnet18_config())
   if change == "reshape":  # a bottleneck's 1x1 where resnet18 has a 3x3
     state_dict["layer1.0.conv1.weight"] = np.zeros((64, 64, 1, 1), np.float32)
   elif change == "drop":

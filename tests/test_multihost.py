@@ -19,8 +19,8 @@ from tests.test_train import finished_run, tiny_config, without_rates  # noqa: F
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # tests.test_train.tiny_config as command-line overrides of the smoke config
-TINY = ["--config=configs/demo.py:smoke", "--config.model.upsampling_features=16", "--config.image_size=32",
-        "--config.heatmap_size=8", "--config.source.render_size=48", "--config.target.render_size=48",
+TINY = ["--config=configs/demo.py:smoke", "--config.model.backbone=resnet10", "--config.model.upsampling_features=16",
+        "--config.image_size=32", "--config.heatmap_size=8", "--config.source.render_size=48", "--config.target.render_size=48",
         "--config.source.test_size=12", "--config.target.test_size=12", "--config.batch_size=4",
         "--config.eval_batch_size=8", "--config.iters_per_epoch=3", "--config.log_every=1", "--config.eval_every=3",
         "--config.checkpoint_every=3"]
