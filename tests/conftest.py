@@ -25,6 +25,23 @@ os.environ.setdefault("DAPOSE_JAX_TESTS_SHARED", SESSION_SHARED)
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 
+# The longest tests (20 s to 2 minutes each on 2 cores) run first, longest first: pytest-xdist hands out the first
+# quarter of the tests round robin and the rest as workers free up, so the short tests even out the end instead of
+# one worker running a long test alone.
+LONG = ("tests/test_reproduce.py::test_the_dry_run_", "tests/test_geometric.py::test_a_tiny_run_",
+        "tests/test_multihost.py::",
+        "tests/test_geometric.py::test_the_reconstruction_term_", "tests/test_regda.py::test_regda_runs_stage_one_",
+        "tests/test_geometric.py::test_the_baseline_ablation_", "tests/test_evaluate.py::test_the_final_and_the_best_",
+        "tests/test_method_contract.py::test_method_inits_")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    return next((i for i, prefix in enumerate(LONG) if item.nodeid.startswith(prefix)), len(LONG))
+
+  items.sort(key=rank)
+
+
 def pytest_sessionfinish(session):
   if "PYTEST_XDIST_WORKER" not in os.environ:
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
