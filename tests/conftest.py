@@ -29,8 +29,7 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # quarter of the tests round robin and the rest as workers free up, so the short tests even out the end instead of
 # one worker running a long test alone.
 LONG = ("tests/test_reproduce.py::test_the_dry_run_", "tests/test_geometric.py::test_a_tiny_run_",
-        "tests/test_multihost.py::",
-        "tests/test_geometric.py::test_the_reconstruction_term_", "tests/test_regda.py::test_regda_runs_stage_one_",
+        "tests/test_multihost.py::", "tests/test_geometric.py::test_the_reconstruction_term_",
         "tests/test_geometric.py::test_the_baseline_ablation_", "tests/test_evaluate.py::test_the_final_and_the_best_",
         "tests/test_method_contract.py::test_method_inits_")
 

@@ -59,6 +59,10 @@ def test_the_dry_run_trains_every_stage_of_each_recipe_and_tabulates_it(task, co
         assert json.loads((trained / "results.json").read_text())["steps"] == reproduce.DRY_RUN_STEPS
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["method"] == method
+    if method != "source_only":  # stage 2 starts from stage 1's best, chosen as the reference chooses it
+      assert recorded[method]["pretrained"] == str(run / "pretrain" / "best")
+      stage_one = json.loads((run / "pretrain" / "config.json").read_text())
+      assert stage_one["select_on"] == ("source" if method == "regda" else "target")
     for domain in ("source", "target"):
       assert (recorded[domain]["name"], recorded[domain]["keypoint_set"]) == (recipe[domain].name,
                                                                              recipe[domain].keypoint_set)
