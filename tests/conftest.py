@@ -28,7 +28,7 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # The longest tests (20 s to 2 minutes each on 2 cores) run first, longest first: pytest-xdist hands out the first
 # quarter of the tests round robin and the rest as workers free up, so the short tests even out the end instead of
 # one worker running a long test alone.
-LONG = ("tests/test_reproduce.py::test_the_dry_run_", "tests/test_geometric.py::test_a_tiny_run_",
+LONG = ("tests/test_reproduce.py::test_the_dry_run_", "tests/test_geometric.py::test_a_run_from_stage_one_",
         "tests/test_multihost.py::", "tests/test_geometric.py::test_the_reconstruction_term_",
         "tests/test_geometric.py::test_the_baseline_ablation_", "tests/test_evaluate.py::test_the_final_and_the_best_",
         "tests/test_method_contract.py::test_method_inits_")

@@ -2,6 +2,7 @@
 plan, the missing-file error and the published numbers."""
 
 import json
+import math
 import os
 import pathlib
 import re
@@ -63,11 +64,19 @@ def test_the_dry_run_trains_every_stage_of_each_recipe_and_tabulates_it(task, co
       assert recorded[method]["pretrained"] == str(run / "pretrain" / "best")
       stage_one = json.loads((run / "pretrain" / "config.json").read_text())
       assert stage_one["select_on"] == ("source" if method == "regda" else "target")
+    if method in ("mean_teacher", "daml", "geometric"):  # UDAPE's stylised stage 1; the views drawn in the step
+      assert stage_one["style"]["net"] == str(run / "style" / "style_net.msgpack")
+      assert recorded["target"]["augment"]["rotation"] == 0.0
     for domain in ("source", "target"):
       assert (recorded[domain]["name"], recorded[domain]["keypoint_set"]) == (recipe[domain].name,
                                                                              recipe[domain].keypoint_set)
     if method == "geometric":
       assert recorded["geometric"]["ablation"] == ("reconstruction" if task.startswith("synanimal") else "both")
+      generator = run / "reconstruction"
+      assert recorded["geometric"]["generator"] == str(generator / "reconstruction.msgpack")
+      assert (generator / "reconstruction.png").is_file() and not (generator / "training").exists()
+      logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+      assert all(math.isfinite(r["loss_reconstruction"]) for r in logged if r["kind"] == "train")
     table = json.loads((run.parent / "table.json").read_text())
     assert list(table["groups"]) == list(skeletons.get(recipe.target.keypoint_set).groups)
     assert table["finished"] == [0] and not table["missing"]
