@@ -98,6 +98,7 @@ def test_resumed_run_continues_exactly_where_it_stopped(finished_run, tmp_path):
   shutil.copytree(workdir, resumed_dir)
   shutil.rmtree(resumed_dir / "checkpoints" / "6")  # as if the run had been killed after step 3
   state, resumed_results = loop.train_and_evaluate(tiny_config(), resumed_dir)
+  assert json.loads((resumed_dir / "results.json").read_text()) == json.loads(json.dumps(resumed_results))
   np.testing.assert_array_equal(int(state.step), 6)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params), final_state.params)
   assert resumed_results["final"] == results["final"]
