@@ -27,7 +27,7 @@ LAYERS = (("ground floor", ("dapose_jax.errors", "dapose_jax.parallel", "dapose_
           ("parts", ("dapose_jax.pose", "dapose_jax.augment", "dapose_jax.data", "dapose_jax.models",
                      "dapose_jax.plots", "dapose_jax.auxiliary")),
           ("training", ("dapose_jax.methods.", "dapose_jax.evaluators")),
-          ("run", ("dapose_jax.run",)),
+          ("run", ("dapose_jax.run", "dapose_jax.accelerators")),
           ("commands", ("dapose_jax.commands", "dapose_jax.main", "dapose_jax.__main__", "dapose_jax")))
 TOP_LEVEL = {"__init__", "__main__", "main", "errors", "parallel"}
 REPO = PACKAGE.parent

@@ -36,6 +36,8 @@ COMMANDS = {
                  "difficulty"),
     "reconstruction": ("dapose_jax.commands.reconstruction", "pre-train the geometric reconstruction's generator "
                        "(W and G) on source pairs"),
+    "compile": ("dapose_jax.commands.compile", "compile a config's programs for a GPU or TPU (no device needed) and "
+                "report their FLOPs, memory traffic, memory, largest batch and roofline bound"),
 }
 
 

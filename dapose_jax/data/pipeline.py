@@ -72,6 +72,15 @@ def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads
   return iter(it)
 
 
+def train_batch_shapes(batch_size, image_size, num_keypoints, pairs=False):
+  """The global shapes and dtypes (``jax.ShapeDtypeStruct``) of one batch of ``train_iterator``: uint8 images,
+  float32 keypoints in input pixels and visibilities; {"base", "driving"} of those with ``pairs``."""
+  batch = {"image": jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), np.uint8),
+           "keypoints": jax.ShapeDtypeStruct((batch_size, num_keypoints, 2), np.float32),
+           "visible": jax.ShapeDtypeStruct((batch_size, num_keypoints), np.float32)}
+  return {"base": batch, "driving": batch} if pairs else batch
+
+
 def worker_count(workers, pipelines=2):
   """Grain worker processes per training pipeline: ``workers`` if >= 0; -1 (auto) shares the cores this process
   may run on, less 2 for the train loop and the runtime's host threads, among the run's ``pipelines`` (source and

@@ -26,16 +26,22 @@ from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
          "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
+
+
+def heatmap_predictor(config, method, mesh):
+  """``method.eval_heatmaps`` as every evaluator calls it, (state, images) -> heatmaps, jitted over ``mesh`` with the
+  state replicated and the images sharded."""
+  return jax.jit(lambda state, images: method.eval_heatmaps(config, state, images),
+                 in_shardings=(parallel.replicated(mesh), parallel.data_sharding(mesh)),
+                 out_shardings=parallel.data_sharding(mesh))
+
+
 def from_config(config, method, mesh):
   """{name: evaluator} for ``config.evals``, each on its split, scoring ``method.eval_heatmaps``; the data
   sets are opened and every setting is checked here, before a run writes anything."""
   if config.evals and method.eval_heatmaps is None:
     raise errors.ConfigError(f"method {method.name!r} has no pose output to evaluate; config.evals must be empty")
-  predict = None
-  if config.evals:
-    predict = jax.jit(lambda state, images: method.eval_heatmaps(config, state, images),
-                      in_shardings=(parallel.replicated(mesh), parallel.data_sharding(mesh)),
-                      out_shardings=parallel.data_sharding(mesh))
+  predict = heatmap_predictor(config, method, mesh) if config.evals else None
   evaluators = {}
   for name, spec in config.evals.items():
     spec = spec.to_dict()

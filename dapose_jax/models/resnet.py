@@ -28,14 +28,18 @@ def conv2d(x, kernel, strides: int = 1, padding: int = 0):
   """NHWC convolution with kernel (kh, kw, in, out) and symmetric zero padding.
 
   1x1 convolutions use `dot_general` (same math), whose backward pass XLA runs
-  faster on CPU than the convolution's. On the CPU, convolutions of >= 128 input
-  channels take their kernel gradient from matrix products (`_conv_matmul_kernel_grad`).
+  faster on CPU than the convolution's. In a program compiled for the CPU,
+  convolutions of >= 128 input channels take their kernel gradient from matrix
+  products (`_conv_matmul_kernel_grad`); the choice follows the platform the
+  program is lowered for, not the host's default backend, so a program compiled
+  here for a GPU or TPU gets the plain convolution.
   """
   s, p = strides, padding
   if kernel.shape[:2] == (1, 1) and p == 0:
     return lax.dot_general(x[:, ::s, ::s], kernel[0, 0], (((3,), (0,)), ((), ())))
-  if x.shape[-1] >= 128 and jax.default_backend() == "cpu":
-    return _conv_matmul_kernel_grad(x, kernel, s, p)
+  if x.shape[-1] >= 128:
+    return lax.platform_dependent(x, kernel, cpu=functools.partial(_conv_matmul_kernel_grad, s=s, p=p),
+                                  default=functools.partial(_conv, s=s, p=p))
   return _conv(x, kernel, s, p)
 
 

@@ -139,6 +139,17 @@ def _drawn(config, evals):
   return first
 
 
+def jitted_train_step(config, method, mesh):
+  """``method``'s train step as a run calls it, (state, source batch, target batch, step) -> (state, metrics):
+  jitted over ``mesh`` with the state replicated and donated, the batches sharded; the step number keys the device
+  augmentation of the domains that have one."""
+  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain))
+                   for domain in defaults.DOMAINS)
+  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments),
+                 donate_argnums=(0,), in_shardings=(repl, data, data, repl), out_shardings=(repl, repl))
+
+
 def train_and_evaluate(config, workdir):
   """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir.
   Everything that can be checked is checked before anything is written."""
@@ -151,11 +162,9 @@ def train_and_evaluate(config, workdir):
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
-  augments = tuple((stream_seed(config, domain), device_augment.from_config(config, domain))
-                   for domain in defaults.DOMAINS)
   datasets = train_sources(config)
   sampler = sampling.from_config(config, datasets[0], stream_seed(config, "source"))  # checked before any write
-  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  repl = parallel.replicated(mesh)
   total_steps = config.epochs * config.iters_per_epoch
   state = jax.jit(functools.partial(method.init, config), out_shardings=repl)(jax.random.key(config.seed))
   initial = backbone_init.read(config, state) if method.backbone_init else None
@@ -183,9 +192,7 @@ def train_and_evaluate(config, workdir):
 
     source_iter, target_iter = (parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
                                 for it in train_iterators(config, datasets, start, sampler))
-    # the step number keys the device augmentation of the domains that have one
-    train_step = jax.jit(device_augment.augmented(functools.partial(method.train_step, config), augments),
-                         donate_argnums=(0,), in_shardings=(repl, data, data, repl), out_shardings=(repl, repl))
+    train_step = jitted_train_step(config, method, mesh)
     writer = MetricWriter(workdir, resume_step=start)
     timer = Progress(start, total_steps)
     stop, stopped_at = preemption.StopRequests(), None

@@ -1,0 +1,215 @@
+"""What a compiled program costs on its target: FLOPs, bytes accessed, memory, a census of its operations, the
+largest batch that fits and a roofline bound on its step time.
+
+FLOPs are XLA's HloCostAnalysis of the unoptimised module (the whole program over all devices): in the optimised
+GPU module cuDNN convolutions are custom calls that count no FLOPs. Bytes accessed are per device, of the optimised
+module (what the fusions, kernels and library calls read and write). Both use XLA's cost analysis through a
+private JAX binding (``jax._src.lib._jax.hlo_module_cost_analysis``; tested against jax 0.12).
+"""
+
+import collections
+import re
+
+import jax
+
+from jax._src.lib import _jax
+
+# operand and result sizes in an HLO instruction's text
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
+                "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16, "f8e4m3fn": 1, "f8e5m2": 1}
+CUDNN_CONVOLUTIONS = {"__cudnn$convForward": "forward", "__cudnn$convBiasActivationForward": "forward",
+                      "__cudnn$convBackwardInput": "backward_input", "__cudnn$convBackwardFilter": "backward_filter"}
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
+
+
+def _cost(module):
+  return _jax.hlo_module_cost_analysis(jax.devices("cpu")[0].client, module)
+
+
+def flops(lowered):
+  """FLOPs of one call of the whole program (all devices), from its unoptimised module."""
+  return float(_cost(lowered._lowering.hlo().as_hlo_module())["flops"])
+
+
+def bytes_accessed(compiled, platform):
+  """Bytes one device reads and writes in one call of the optimised program."""
+  if platform == "cuda":
+    return float(sum(_cost(m)["bytes accessed"] for m in compiled.runtime_executable().hlo_modules()))
+  costs = compiled.cost_analysis()
+  costs = costs[0] if isinstance(costs, (list, tuple)) else costs
+  return float(costs["bytes accessed"])
+
+
+def memory(compiled):
+  """Bytes per device by XLA's buffer assignment: arguments, outputs, donated aliases, temporaries and their total
+  (arguments + outputs - aliases + temporaries)."""
+  m = compiled.memory_analysis()
+  out = {"arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes, "aliases": m.alias_size_in_bytes,
+         "temporaries": m.temp_size_in_bytes}
+  out["total"] = out["arguments"] + out["outputs"] - out["aliases"] + out["temporaries"]
+  return out
+
+
+def _computations(hlo_text):
+  """{name: [instruction lines]} of an HLO module's text, and the name of its entry computation."""
+  computations, entry, current = {}, None, None
+  for line in hlo_text.splitlines():
+    header = re.match(r"^(ENTRY )?%?([\w.-]+) .*\{\s*$", line)
+    if header:
+      current = header.group(2)
+      computations[current] = []
+      entry = current if header.group(1) else entry
+    elif line.startswith("}"):
+      current = None
+    elif current is not None and " = " in line:
+      computations[current].append(line.strip())
+  return computations, entry
+
+
+_INSTRUCTION = re.compile(r"^(?:ROOT )?%?([\w.-]+) = (\(.*?\)|\S+) ([\w-]+)\((.*)$")
+
+
+def census(hlo_text):
+  """Counts of what a compiled program runs, outside fusion bodies: cuDNN convolutions by kind, library GEMMs
+  (cuBLAS) and Triton GEMM fusions, other fusions by kind, XLA convolutions and dots (CPU, TPU), unfused copies and
+  transposes, fusions whose result is a copy or transpose (layout changes), and collectives."""
+  computations, _ = _computations(hlo_text)
+  fused = set()
+  for lines in computations.values():
+    for line in lines:
+      if " fusion(" in line:
+        fused.update(re.findall(r"calls=%?([\w.-]+)", line))
+  counts = collections.Counter()
+  for name, lines in computations.items():
+    if name in fused:
+      continue
+    for line in lines:
+      found = _INSTRUCTION.match(line)
+      if not found:
+        continue
+      opcode = found.group(3)
+      if opcode == "custom-call":
+        target = re.search(r'custom_call_target="([^"]+)"', line).group(1)
+        if target in CUDNN_CONVOLUTIONS:
+          counts[f"cudnn_conv_{CUDNN_CONVOLUTIONS[target]}"] += 1
+        elif "gemm" in target.lower() or "matmul" in target.lower():
+          counts["library_gemm"] += 1
+        else:
+          counts[f"custom_call:{target}"] += 1
+      elif opcode == "fusion":
+        kind = re.search(r"kind=(k\w+)", line)
+        backend = re.search(r'"kind":"(__[\w]+)"', line)
+        if backend and "gemm" in backend.group(1):
+          counts["triton_gemm"] += 1
+        else:
+          counts[f"fusion_{(backend.group(1).strip('_') if backend else kind.group(1)[1:].lower())}"] += 1
+        body = computations.get((re.findall(r"calls=%?([\w.-]+)", line) or [""])[0], [])
+        root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
+        if root and root.group(3) in ("copy", "transpose"):
+          counts["layout_fusions"] += 1
+      elif opcode in ("convolution", "dot", "copy", "transpose"):
+        counts[opcode] += 1
+      elif opcode.removesuffix("-start") in COLLECTIVES:
+        counts[opcode.removesuffix("-start")] += 1
+  return dict(sorted(counts.items()))
+
+
+def _shape_bytes(text):
+  return sum(_DTYPE_BYTES.get(dtype, 4) * _elements(dims) for dtype, dims in re.findall(r"\b(\w+)\[([\d,]*)\]", text)
+             if dtype in _DTYPE_BYTES)
+
+
+def _elements(dims):
+  n = 1
+  for d in filter(None, dims.split(",")):
+    n *= int(d)
+  return n
+
+
+def heaviest(hlo_text, top=15):
+  """[{name, opcode, bytes, what}] of the ``top`` instructions of the entry computation (and the computations it
+  calls, fusion bodies excepted) that read and write the most bytes (operands + result, as their shapes say): where
+  the memory traffic of a memory-bound step goes."""
+  computations, _ = _computations(hlo_text)
+  fused = {c for lines in computations.values() for line in lines if " fusion(" in line
+           for c in re.findall(r"calls=%?([\w.-]+)", line)}
+  rows = []
+  for name, lines in computations.items():
+    if name in fused:
+      continue
+    shapes = {}
+    for line in lines:
+      found = _INSTRUCTION.match(line)
+      if not found:
+        continue
+      result, opcode, operands = found.group(2), found.group(3), found.group(4)
+      shapes[found.group(1)] = _shape_bytes(result)
+      if opcode in ("parameter", "constant", "get-tuple-element", "tuple", "bitcast"):
+        continue
+      names = re.findall(r"%([\w.-]+)", operands.split("),")[0])
+      moved = shapes[found.group(1)] + sum(shapes.get(n, 0) for n in names)
+      body = computations.get((re.findall(r"calls=%?([\w.-]+)", line) or [""])[0], [])
+      op_name = re.search(r'op_name="([^"]+)"', line) or next(
+          (found for found in (re.search(r'op_name="([^"]+)"', b) for b in reversed(body)) if found), None)
+      target = re.search(r'custom_call_target="([^"]+)"', line)
+      rows.append({"name": found.group(1), "opcode": target.group(1) if target else opcode, "bytes": moved,
+                   "what": op_name.group(1)[-120:] if op_name else ""})
+  return sorted(rows, key=lambda r: -r["bytes"])[:top]
+
+
+def roofline(step_flops, step_bytes_per_device, devices, chip, dtype, batch_size):
+  """A lower bound on the step time, max(FLOPs per device / peak, bytes per device / bandwidth), and the upper bound
+  on images per second it gives; None without a datasheet (the host CPU)."""
+  if chip is None:
+    return None
+  compute_s = step_flops / devices / chip.peak_flops[dtype]
+  memory_s = step_bytes_per_device / chip.bandwidth
+  bound = max(compute_s, memory_s)
+  return {"compute_s": compute_s, "memory_s": memory_s, "step_s_at_least": bound,
+          "bound_by": "memory" if memory_s > compute_s else "compute", "images_per_s_at_most": batch_size / bound}
+
+
+def largest_batch(memory_at, devices, usable_bytes, start, limit):
+  """The largest global batch, a multiple of ``devices`` up to ``limit``, whose program's memory per device,
+  ``memory_at(batch)`` (a compilation), fits in ``usable_bytes``; None when not even ``devices`` fits. Memory grows
+  about linearly with the batch: the line through the compilations at ``start`` and twice that predicts the
+  answer, then steps that double away from the prediction find a batch that fits and one that does not, and
+  bisection between them settles it: a handful of compilations."""
+  known = {}
+
+  def fits(units):  # batch = units * devices
+    units = min(max(units, 1), top)
+    if units not in known:
+      known[units] = memory_at(units * devices)
+    return known[units] <= usable_bytes
+
+  top = max(1, limit // devices)
+  first = min(max(1, start // devices), top)
+  if not fits(first):
+    lo, hi = 0, first
+  elif first == top:
+    return top * devices
+  else:
+    second = min(2 * first, top)
+    if not fits(second):
+      lo, hi = first, second
+    else:
+      slope = (known[second] - known[first]) / (second - first)
+      guess = top if slope <= 0 else min(top, max(second, int(first + (usable_bytes - known[first]) / slope)))
+      step = max(1, guess // 32)
+      if fits(guess):
+        lo = guess
+        while lo < top and fits(lo + step):
+          lo, step = min(lo + step, top), 2 * step
+        if lo == top:
+          return top * devices
+        hi = min(lo + step, top)
+      else:
+        hi = guess
+        while hi - step > second and not fits(hi - step):
+          hi, step = hi - step, 2 * step
+        lo = max(hi - step, second)
+  while hi - lo > 1:
+    middle = (lo + hi) // 2
+    lo, hi = (middle, hi) if fits(middle) else (lo, middle)
+  return lo * devices or None
