@@ -289,7 +289,18 @@ class JaxBench:
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
     compiled = lowered.compile()
-    return lower_s, time.perf_counter() - start, compiled, xla_flops(lowered, compiled, len(self.devices))
+    return lower_s, time.perf_counter() - start, compiled, xla_flops(lowered, compiled, len(self.devices)), lowered
+
+  def roofline(self, lowered, compiled):
+    """``dapose-jax compile``'s bound on this step (``dapose_jax.accelerators.analysis.roofline``) on a device with
+    a datasheet in ``targets.CHIPS`` (H100, H200, TPUs), to set beside the measured step; else None."""
+    from dapose_jax.accelerators import analysis, targets
+
+    chip = targets.chip_of(self.devices[0].device_kind)
+    if chip is None:
+      return None
+    return analysis.roofline(analysis.flops(lowered), analysis.bytes_accessed(compiled, self.devices[0].platform),
+                             len(self.devices), chip, self.config.model.dtype, self.config.batch_size)
 
   def with_flops(self, result, counts):
     """``result`` with the FLOPs of one step (the compiled program's count, else the lowered one's), the
@@ -312,7 +323,7 @@ class JaxBench:
     state = jax.jit(functools.partial(self.method.init, config), out_shardings=self.repl)(jax.random.key(config.seed))
     step = jax.jit(functools.partial(self.method.train_step, config), donate_argnums=(0,),
                    in_shardings=(self.repl, self.data, self.data), out_shardings=(self.repl, self.repl))
-    lower_s, compile_s, compiled, flops = self.compiled(step, state, self.source, self.target)
+    lower_s, compile_s, compiled, flops, lowered = self.compiled(step, state, self.source, self.target)
     box = {"state": state}
     del state
 
@@ -322,11 +333,13 @@ class JaxBench:
 
     self.train_profile = lambda steps: op_profile(run, jax.block_until_ready, compiled.as_text(), steps)
 
+    bound = self.roofline(lowered, compiled)
+
     def finish(seconds):
       self.final_state = box["state"]
       result = {"lower_s": lower_s, "compile_s": compile_s, **rates(seconds, config.batch_size),
                 "loss": float(box["metrics"]["loss"]), "compiled_step_bytes_per_device": compiled_bytes(compiled),
-                **jax_memory(self.devices)}
+                **jax_memory(self.devices), "roofline": bound}
       return self.with_flops(result, flops)
 
     return Job(run, jax.block_until_ready, finish)
@@ -337,7 +350,7 @@ class JaxBench:
     predict = jax.jit(functools.partial(self.method.eval_heatmaps, self.config),
                       in_shardings=(self.repl, self.data), out_shardings=self.data)
     state, images = self.final_state, self.source["image"]
-    lower_s, compile_s, compiled, flops = self.compiled(predict, state, images)
+    lower_s, compile_s, compiled, flops, _ = self.compiled(predict, state, images)
     finish = lambda seconds: self.with_flops(
         {"lower_s": lower_s, "compile_s": compile_s, **rates(seconds, self.config.batch_size)}, flops)
     return Job(lambda: compiled(state, images), jax.block_until_ready, finish)
@@ -631,7 +644,7 @@ def table(results):
   lines = [f"{results['env']['device_kind']} x{results['env']['devices']}  {s['backbone']} @ {s['image_size']} px, "
            f"batch {s['batch_size']}, {s['dtype']}  (step ms: median [min, max] of {s['repeats']})",
            f"{'method':<13}{'part':<6}{'framework':<10}{'compile s':>10}{'step ms':>28}{'img/s':>9}"
-           f"{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'JAX/PT':>8}"]
+           f"{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'JAX/PT':>8}{'bound ms':>10}"]
   for name, entry in results["methods"].items():
     for part in ("train", "eval"):
       for framework in ("jax", "torch"):
@@ -648,7 +661,7 @@ def table(results):
         lines.append(f"{name:<13}{part:<6}{framework:<10}{_fmt(r.get('compile_s'), '.1f'):>10}{ms:>28}"
                      f"{r['images_per_s']:>9.1f}{_fmt(r.get('tflops_per_s'), '.3f'):>9}"
                      f"{_fmt(r.get('mfu'), '.1%'):>7}{_fmt(memory and memory / 2**30, '.2f'):>10}"
-                     f"{_fmt(ratio, '.2f'):>8}")
+                     f"{_fmt(ratio, '.2f'):>8}{_fmt(r.get('roofline') and r['roofline']['step_s_at_least'] * 1e3, '.2f'):>10}")
   for name, entry in results["methods"].items():
     for row in entry.get("jax", {}).get("train_profile", []):
       lines.append(f"profile {name}: {row['ms_per_step']:8.1f} ms/step {row['share']:6.1%}  {row['op']:<28} "

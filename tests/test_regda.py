@@ -54,6 +54,39 @@ def test_each_update_changes_only_its_parameter_groups(setup):
   assert all(np.isfinite(float(l)) and float(l) > 0 for l in (loss_a, loss_b, loss_c))
 
 
+def test_updates_b_and_c_sharing_one_target_forward_equal_the_references_two_forwards(setup):
+  """Three iterations (A, B, C) along each path from the same state: the losses, parameters, BN statistics and
+  optimiser states of steps_b_and_c agree with step_b then step_c to float32 rounding."""
+  config, state, source, target = setup
+  label, w_s = keypoints.heatmap_targets(config, source)
+  _, w_t = keypoints.heatmap_targets(config, target)
+  x_s, x_t = device_augment.normalize(source["image"]), device_augment.normalize(target["image"])
+
+  @jax.jit
+  def two_forwards(state, lam):
+    state, loss_a, _ = regda.step_a(config, state, lam, x_s, label, w_s)
+    state, loss_b = regda.step_b(config, state, lam, x_t, w_t)
+    state, loss_c = regda.step_c(config, state, lam, x_t, w_t)
+    return state.replace(step=state.step + 1), (loss_a, loss_b, loss_c)
+
+  @jax.jit
+  def one_forward(state, lam):
+    state, loss_a, _ = regda.step_a(config, state, lam, x_s, label, w_s)
+    state, loss_b, loss_c = regda.steps_b_and_c(config, state, lam, x_t, w_t)
+    return state.replace(step=state.step + 1), (loss_a, loss_b, loss_c)
+
+  reference, shared = state, state
+  for _ in range(3):
+    lam = regda.warm_start_coefficient(500)
+    reference, reference_losses = two_forwards(reference, lam)
+    shared, shared_losses = one_forward(shared, lam)
+    np.testing.assert_allclose(shared_losses, reference_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(reference), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), shared.batch_stats, state.batch_stats)
+  assert min(jax.tree.leaves(moved)) > 0  # every BN statistic moved (each forward updates it)
+
+
 def test_features_receive_exactly_lambda_times_the_adversarial_gradient_with_positive_sign(setup):
   config, state, source, _ = setup
   model = pose.build_model(config, head="regda")

@@ -32,8 +32,8 @@ def flops(lowered):
 
 
 def bytes_accessed(compiled, platform):
-  """Bytes one device reads and writes in one call of the optimised program."""
-  if platform == "cuda":
+  """Bytes one device reads and writes in one call of the optimised program (``platform``: cuda or gpu, tpu, cpu)."""
+  if platform in ("cuda", "gpu"):
     return float(sum(_cost(m)["bytes accessed"] for m in compiled.runtime_executable().hlo_modules()))
   costs = compiled.cost_analysis()
   costs = costs[0] if isinstance(costs, (list, tuple)) else costs
@@ -71,8 +71,9 @@ _INSTRUCTION = re.compile(r"^(?:ROOT )?%?([\w.-]+) = (\(.*?\)|\S+) ([\w-]+)\((.*
 
 def census(hlo_text):
   """Counts of what a compiled program runs, outside fusion bodies: cuDNN convolutions by kind, library GEMMs
-  (cuBLAS) and Triton GEMM fusions, other fusions by kind, XLA convolutions and dots (CPU, TPU), unfused copies and
-  transposes, fusions whose result is a copy or transpose (layout changes), and collectives."""
+  (cuBLAS) and Triton GEMM fusions, other fusions by kind, XLA convolutions and dots (CPU, TPU; unfused, and fusions
+  holding one), unfused copies and transposes, fusions whose result is a copy or transpose (layout changes), and
+  collectives."""
   computations, _ = _computations(hlo_text)
   fused = set()
   for lines in computations.values():
@@ -107,6 +108,9 @@ def census(hlo_text):
         root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
         if root and root.group(3) in ("copy", "transpose"):
           counts["layout_fusions"] += 1
+        for opcode in ("convolution", "dot"):  # XLA:TPU and XLA:CPU fuse them
+          if any(f" {opcode}(" in b for b in body):
+            counts[f"fusions_with_{opcode}"] += 1
       elif opcode in ("convolution", "dot", "copy", "transpose"):
         counts[opcode] += 1
       elif opcode.removesuffix("-start") in COLLECTIVES:

@@ -68,6 +68,19 @@ CHIPS = {
     "tpu-v6e": Chip("Google Cloud TPU v6e (Trillium)", {"bfloat16": 918e12, "float32": 918e12}, 32 * 10**9, 1640e9,
                     "cloud.google.com/tpu/docs/v6e (per chip)"),
 }
+# How each chip names itself in jax.Device.device_kind.
+DEVICE_KINDS = (("H200", "h200"), ("H100", "h100"), ("TPU v5 lite", "tpu-v5e"), ("TPU v5e", "tpu-v5e"),
+                ("TPU v5p", "tpu-v5p"), ("TPU v5", "tpu-v5p"), ("TPU v6", "tpu-v6e"))
+
+
+def chip_of(device_kind):
+  """The ``Chip`` of a real device's ``device_kind`` (e.g. "NVIDIA H100 80GB HBM3"), None when not listed; an H100
+  PCIe has other peaks than the SXM's of CHIPS."""
+  if "PCIe" in device_kind:
+    return None
+  return next((CHIPS[name] for kind, name in DEVICE_KINDS if kind in device_kind), None)
+
+
 # libtpu's topology names of each generation (v5p's is "v5").
 TPU_TOPOLOGY_PREFIX = {"tpu-v5e": "v5e", "tpu-v5p": "v5", "tpu-v6e": "v6e"}
 

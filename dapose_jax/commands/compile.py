@@ -47,7 +47,7 @@ def define_flags():
   flags.DEFINE_string("out", None, "Write the results as JSON here (default: only the table).")
 
 
-def analyse(program, target, devices, max_batch, heaviest):
+def analyse(program, target, devices, max_batch, heaviest, log):
   """{...} of one program compiled for ``target``: see the module's docstring."""
   from dapose_jax.accelerators import analysis
 
@@ -71,7 +71,10 @@ def analyse(program, target, devices, max_batch, heaviest):
 
     def memory_at(batch):
       if batch not in known:
+        start = time.perf_counter()
         known[batch] = analysis.memory(program.lower(batch).compile())["total"]
+        log(f"  {program.name} at batch {batch}: {known[batch] / 2**30:.2f} GiB per device of "
+            f"{usable / 2**30:.1f} usable ({time.perf_counter() - start:.0f} s)")
       return known[batch]
 
     limit = MAX_BATCH_PER_DEVICE * devices
@@ -130,7 +133,7 @@ def compile_all(config, target_names, devices=0, batch_size=None, eval_batch_siz
         raise errors.ConfigError(f"{program.name}: batch {program.batch_size} is not divisible by the {n} devices of "
                                  f"{target.name}; choose a multiple (--batch_size, --eval_batch_size)")
       log(f"compiling {program.name} (batch {program.batch_size}) for {target.name} on {n} device(s) ...")
-      results[target.name][program.name] = analyse(program, target, n, max_batch, heaviest)
+      results[target.name][program.name] = analyse(program, target, n, max_batch, heaviest, log)
   return results
 
 

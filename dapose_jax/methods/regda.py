@@ -19,6 +19,7 @@ import optax
 from dapose_jax.augment import device_augment
 from dapose_jax.methods import base, common
 from dapose_jax.models import pose
+from dapose_jax.models.gradient import scale_gradient
 from dapose_jax.pose import decoding, keypoints, losses, metrics
 from dapose_jax.storage import checkpoints
 
@@ -175,14 +176,74 @@ def step_c(config, state, lam, images, weight):
                        opt_features=opt_features), loss
 
 
+def _train_forward(module, variables, x):
+  """``module`` (a part of the pose network) in training mode: its output and its updated BN statistics."""
+  y, updates = module.apply(variables, x, True, mutable=["batch_stats"])
+  return y, updates["batch_stats"]
+
+
+def _twice_updated(before, once):
+  """BN running statistics updated twice with the same batch statistics, from ``before`` and the first update
+  ``once`` (running = m * running + (1 - m) * batch, so twice = once + m * (once - before))."""
+  return jax.tree.map(lambda a, b: b + BN_MOMENTUM * (b - a), before, once)
+
+
+BN_MOMENTUM = 0.9  # resnet.BatchNorm's (PyTorch's 0.1)
+
+
+def steps_b_and_c(config, state, lam, images, weight):
+  """Updates B then C (``step_b``, ``step_c``) with one target forward of the backbone and upsampling: B changes
+  only the adversarial head, so C's backbone and upsampling activations, main-head heatmaps and pseudo-labels are
+  B's (BatchNorm normalises with the batch's statistics in training), and C's feature gradient is pulled back
+  through B's forward. The running statistics of those layers are updated twice, as the reference's two forwards
+  update them; the adversarial head, changed by B, runs again in C. Returns (state, loss B, loss C)."""
+  c = config.regda
+  modules = pose.parts(pose.build_model(config, head="regda"))
+  params, stats = state.params, state.batch_stats
+  objective_b, objective_c = OBJECTIVES[c.objective]
+
+  def trunk(features_params):
+    x, backbone_stats = _train_forward(modules["backbone"], {"params": features_params["backbone"],
+                                                             "batch_stats": stats["backbone"]}, images)
+    x, upsampling_stats = _train_forward(modules["upsampling"], {"params": features_params["upsampling"],
+                                                                 "batch_stats": stats["upsampling"]}, x)
+    return x, {"backbone": backbone_stats, "upsampling": upsampling_stats}
+
+  features, pull_back, trunk_stats = jax.vjp(trunk, _features(params), has_aux=True)
+  heatmaps, head_stats = _train_forward(modules["head"], {"params": params["head"], "batch_stats": stats["head"]},
+                                        features)
+  labels = dict(zip(("ground_truth", "ground_false"), decoding.pseudo_labels(
+      heatmaps.astype(jnp.float32), config.sigma, fast=c.fast_pseudo_labels)))
+
+  def adversarial_loss(head_adv, adv_stats, features, objective):
+    label_name, sign = objective
+    out, adv_stats = _train_forward(modules["head_adv"], {"params": head_adv, "batch_stats": adv_stats},
+                                    scale_gradient(features, lam))
+    loss = sign * c.trade_off * losses.heatmap_kl(out.astype(jnp.float32), labels[label_name], weight, c.epsilon)
+    return loss, adv_stats
+
+  (loss_b, adv_stats), grads = jax.value_and_grad(adversarial_loss, has_aux=True)(
+      params["head_adv"], stats["head_adv"], jax.lax.stop_gradient(features), objective_b)
+  opt_f, _, opt_h_adv = _optimizers(config, state.step)
+  head_adv, opt_head_adv = _optimizer_step(opt_h_adv, grads, state.opt_head_adv, params["head_adv"])
+  (loss_c, adv_stats), feature_grads = jax.value_and_grad(adversarial_loss, argnums=2, has_aux=True)(
+      head_adv, adv_stats, features, objective_c)
+  (grads,) = pull_back(feature_grads)
+  trained, opt_features = _optimizer_step(opt_f, grads, state.opt_features, _features(params))
+  batch_stats = {**stats, **{k: _twice_updated(stats[k], v) for k, v in trunk_stats.items()},
+                 "head": _twice_updated(stats["head"], head_stats), "head_adv": adv_stats}
+  state = state.replace(params={**params, **trained, "head_adv": head_adv}, batch_stats=batch_stats,
+                        opt_features=opt_features, opt_head_adv=opt_head_adv)
+  return state, loss_b, loss_c
+
+
 def train_step(config, state, source, target):
   lam = warm_start_coefficient(state.step, max_iters=config.regda.warm_start_iters)
   label_s, w_s = keypoints.heatmap_targets(config, source)
   _, w_t = keypoints.heatmap_targets(config, target)  # the reference weights target terms by visibility
   x_t = device_augment.normalize(target["image"])
   state, loss_s, y_s = step_a(config, state, lam, device_augment.normalize(source["image"]), label_s, w_s)
-  state, loss_b = step_b(config, state, lam, x_t, w_t)
-  state, loss_c = step_c(config, state, lam, x_t, w_t)
+  state, loss_b, loss_c = steps_b_and_c(config, state, lam, x_t, w_t)
   features_lr, heads_lr = _schedules(config)
   metrics_ = {"loss": loss_s, "loss_adversarial_head": loss_b, "loss_features": loss_c,
               "warm_start_lambda": lam, "lr_features": features_lr(state.step), "lr_heads": heads_lr(state.step),

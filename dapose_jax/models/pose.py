@@ -132,6 +132,19 @@ class PoseNet(nn.Module):
     return out
 
 
+def parts(model: PoseNet):
+  """{parameter group: module} of ``model`` as standalone modules, each applied to its own group's variables:
+  "backbone" (images -> backbone_features), "upsampling" (-> features), "head" and, for head="regda", "head_adv"
+  (features -> heatmaps in the compute dtype)."""
+  head = functools.partial(RegDAHead, model.num_keypoints, model.upsampling_features, model.dtype)
+  out = {"backbone": resnet.get_backbone(model.backbone, model.dtype),
+         "upsampling": Upsampling(features=model.upsampling_features, dtype=model.dtype),
+         "head": head() if model.head == "regda" else SimpleHead(model.num_keypoints, model.dtype)}
+  if model.head == "regda":
+    out["head_adv"] = head()
+  return out
+
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 INPUT_MULTIPLE = 32  # the backbone halves the image five times
 OUTPUT_STRIDE = 4  # heatmaps are a quarter of the input's side
