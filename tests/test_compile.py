@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from dapose_jax import methods
-from dapose_jax.accelerators import analysis, programs, targets
+from dapose_jax.accelerators import analysis, programs, reference, targets
 from dapose_jax.commands import compile as compile_command
 from dapose_jax.models import resnet
 from tests.test_train import tiny_config
@@ -128,16 +128,22 @@ def test_the_compile_command_writes_the_json_and_the_table_for_the_host(tmp_path
   done = subprocess.run([sys.executable, "-m", "dapose_jax", "compile", "--config", "configs/demo.py:smoke",
                          "--config.model.backbone=resnet10", "--config.image_size=32", "--config.heatmap_size=8",
                          "--target", "cpu", "--devices", "2", "--batch_size", "4", "--eval_batch_size", "4",
-                         "--nomax_batch", "--heaviest", "3", "--out", str(out)],
+                         "--nomax_batch", "--heaviest", "3", "--reference", "plain", "--out", str(out)],
                         cwd=REPO, capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-2000:]
   results = json.loads(out.read_text())["results"]["cpu"]
-  assert list(results) == ["source_only/train", "source_only/eval"]
+  assert list(results) == ["source_only/train", "source_only/eval", "plain/train"]
   train = results["source_only/train"]
   assert train["devices"] == 2 and train["batch_size"] == 4 and train["roofline"] is None
   assert train["flops_per_step"] > 2 * results["source_only/eval"]["flops_per_step"]  # forward + backward
   assert train["census"].get("all-reduce", 0) >= 1  # the gradients of two devices are summed
   assert len(train["heaviest"]) == 3 and "| cpu | source_only/train | 4 |" in done.stdout
+
+
+def test_the_plain_reference_model_has_our_parameter_count():
+  config = tiny_config()
+  config.model.backbone = "resnet18"
+  assert reference.num_params(config) == 15_376_464  # the source-only PoseResNet-18's (README: Benchmark)
 
 
 def test_an_unknown_target_is_one_line_before_anything_compiles():

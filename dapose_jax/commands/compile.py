@@ -16,6 +16,7 @@ Targets: h100, h200, tpu-v5e:TOPOLOGY, tpu-v5p:TOPOLOGY, tpu-v6e:TOPOLOGY, cpu. 
 PJRT plugin and NVIDIA's compiler wheels, for a TPU libtpu: pip install -e '.[aot]'.
 """
 
+import functools
 import json
 import pathlib
 import sys
@@ -44,6 +45,9 @@ def define_flags():
   flags.DEFINE_list("programs", [], "Only these programs (e.g. pretrain/train,regda/train); default: all.")
   flags.DEFINE_integer("heaviest", 10, "Report the N instructions of each program that move the most bytes.",
                        lower_bound=0)
+  flags.DEFINE_enum("reference", None, ["plain"], "Also compile the plain model at the same settings: a ResNet of "
+                    "the config's depth in Flax's own layers with SimpleBaseline's head and the same parameter count, "
+                    "trained by MSE and SGD (dapose_jax/accelerators/reference.py), as 'plain/train'.")
   flags.DEFINE_string("out", None, "Write the results as JSON here (default: only the table).")
 
 
@@ -109,10 +113,10 @@ def table(results):
 
 
 def compile_all(config, target_names, devices=0, batch_size=None, eval_batch_size=None, max_batch=True,
-                only=(), heaviest=10, log=print):
-  """{target: {program: result}} of every program of a run of ``config`` (``only`` those named) compiled for each
-  target of ``target_names``."""
-  from dapose_jax.accelerators import programs as run_programs, targets
+                only=(), heaviest=10, reference=None, log=print):
+  """{target: {program: result}} of every program of a run of ``config`` (``only`` those named; with ``reference``
+  "plain" also the plain model's train step) compiled for each target of ``target_names``."""
+  from dapose_jax.accelerators import programs as run_programs, reference as plain, targets
 
   chosen = [targets.get(name) for name in target_names]  # every name checked before anything compiles
   results = {}
@@ -121,6 +125,9 @@ def compile_all(config, target_names, devices=0, batch_size=None, eval_batch_siz
     mesh = run_programs.mesh_of(mesh_devices)
     n = len(mesh_devices)
     listed = run_programs.of_run(config, mesh, batch_size, eval_batch_size)
+    if reference == "plain":
+      listed.append(run_programs.Program("plain/train", batch_size or config.batch_size, config.model.dtype,
+                                         functools.partial(plain.train_step, config, mesh)))
     unknown = sorted(set(only) - {p.name for p in listed})
     if unknown:
       raise errors.ConfigError(f"--programs: {unknown} are not programs of this run; it has "
@@ -150,7 +157,7 @@ def main(argv):
     raise errors.ConfigError(f"--out={FLAGS.out}: expected a file in an existing folder")
   cli.log_progress_to_stderr()
   results = compile_all(FLAGS.config, FLAGS.target, FLAGS.devices, FLAGS.batch_size, FLAGS.eval_batch_size,
-                        FLAGS.max_batch, FLAGS.programs, FLAGS.heaviest, log=cli.log.info)
+                        FLAGS.max_batch, FLAGS.programs, FLAGS.heaviest, FLAGS.reference, log=cli.log.info)
   if out:
     out.write_text(json.dumps({"config": FLAGS.config.to_dict(), "versions": versions(), "results": results},
                               indent=1, default=str))

@@ -152,7 +152,8 @@ def _target_loss(config, params, batch_stats, lam, images, weight, objective):
 
 
 def step_b(config, state, lam, images, weight):
-  """Update B: the adversarial head only, on the target batch (RegDA: KL_eps(adversarial, GF(main)))."""
+  """Update B: the adversarial head only, on the target batch (RegDA: KL_eps(adversarial, GF(main))), with its own
+  target forward as the reference writes it; ``train_step`` runs B and C as ``steps_b_and_c``."""
   objective = OBJECTIVES[config.regda.objective][0]
   loss_fn = lambda head_adv: _target_loss(config, {**state.params, "head_adv": head_adv}, state.batch_stats,
                                           lam, images, weight, objective)
@@ -165,7 +166,8 @@ def step_b(config, state, lam, images, weight):
 
 def step_c(config, state, lam, images, weight):
   """Update C: backbone + upsampling only, fresh target forward (RegDA: KL_eps(adversarial, GT(main)));
-  the features receive lam times the gradient through the warm-start layer."""
+  the features receive lam times the gradient through the warm-start layer. The reference's formulation, which
+  ``steps_b_and_c`` equals with one target forward."""
   objective = OBJECTIVES[config.regda.objective][1]
   loss_fn = lambda features: _target_loss(config, {**state.params, **features}, state.batch_stats, lam,
                                           images, weight, objective)
