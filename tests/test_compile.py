@@ -91,12 +91,10 @@ def test_the_largest_batch_is_the_largest_multiple_of_the_devices_that_fits(devi
     assert all(b % devices == 0 for b in calls) and len(calls) <= 12
 
 
-def test_a_batch_that_fits_only_because_xla_recomputes_does_not_count():
-  # XLA's GPU compiler keeps a program within its memory limit by recomputing activations: from 175 images on, the
-  # memory stays at 800 of 1000 usable bytes instead of growing by 4 per image. 176 (804 on the line) is within
-  # RECOMPUTE_MARGIN (1 %) of the line, 178 (812) is not
-  memory_at = lambda batch: min(100 + 4 * batch, 800)
-  assert analysis.largest_batch(memory_at, 2, 1000, 32, limit=1024) == 176
+def test_rematerialisation_is_read_from_the_names_xla_gives_the_instructions_it_recomputes():
+  assert analysis.rematerialised("  %fusion.12.remat = f32[8,64]{1,0} fusion(%p), kind=kLoop, calls=%f\n")
+  assert analysis.rematerialised("  %bitcast.remat.3 = f32[8,64]{1,0} bitcast(%p)\n")
+  assert not analysis.rematerialised("  %fusion.12 = f32[8,64]{1,0} fusion(%p), kind=kLoop, calls=%remat_free\n")
 
 
 def test_the_roofline_bound_is_the_slower_of_compute_and_memory():

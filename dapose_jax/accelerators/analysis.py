@@ -173,27 +173,29 @@ def roofline(step_flops, step_bytes_per_device, devices, chip, dtype, batch_size
           "bound_by": "memory" if memory_s > compute_s else "compute", "images_per_s_at_most": batch_size / bound}
 
 
+def rematerialised(hlo_text):
+  """Whether XLA recomputed activations to keep the compiled program within the device's memory (its
+  rematerialisation pass names the instructions it clones NAME.remat)."""
+  return re.search(r"%[\w.-]*\.remat\b", hlo_text) is not None
+
+
 def largest_batch(memory_at, devices, usable_bytes, start, limit):
   """The largest global batch, a multiple of ``devices`` up to ``limit``, whose program's memory per device,
-  ``memory_at(batch)`` (a compilation), fits in ``usable_bytes`` without XLA recomputing to make it fit; None when
-  not even ``devices`` fits. Memory grows linearly with the batch until XLA's GPU compiler starts to rematerialise
-  (recompute activations in the backward pass) to stay within the device's memory: a batch whose memory falls
-  below the line through the compilations at ``start`` and twice that, by more than RECOMPUTE_MARGIN, counts as not
-  fitting. The line predicts the answer; steps that double away from the prediction find a batch that fits and one
-  that does not, and bisection between them settles it: a handful of compilations."""
+  ``memory_at(batch)`` (a compilation; infinite where XLA had to recompute to make it fit), is within
+  ``usable_bytes``; None when not even ``devices`` fits. Memory grows about linearly with the batch: the line
+  through the compilations at ``start`` and twice that predicts the answer, steps that double away from the
+  prediction find a batch that fits and one that does not, and bisection between them settles it."""
   known = {}
   top = max(1, limit // devices)
-  first = min(max(1, start // devices), top)
-  second = min(2 * first, top)
-  line = []
 
   def fits(units):  # batch = units * devices
     units = min(max(units, 1), top)
     if units not in known:
       known[units] = memory_at(units * devices)
-    expected = line[0] + line[1] * (units - first) if line else known[units]
-    return known[units] <= usable_bytes and known[units] >= (1 - RECOMPUTE_MARGIN) * expected
+    return known[units] <= usable_bytes
 
+  first = min(max(1, start // devices), top)
+  second = min(2 * first, top)
   if not fits(first):
     lo, hi = 0, first
   elif first == top:
@@ -201,8 +203,7 @@ def largest_batch(memory_at, devices, usable_bytes, start, limit):
   elif not fits(second):
     lo, hi = first, second
   else:
-    line[:] = [known[first], (known[second] - known[first]) / (second - first)]
-    slope = line[1]
+    slope = (known[second] - known[first]) / (second - first)
     guess = top if slope <= 0 else min(top, max(second, int(first + (usable_bytes - known[first]) / slope)))
     step = max(1, guess // 32)
     if fits(guess):
@@ -221,6 +222,3 @@ def largest_batch(memory_at, devices, usable_bytes, start, limit):
     middle = (lo + hi) // 2
     lo, hi = (middle, hi) if fits(middle) else (lo, middle)
   return lo * devices or None
-
-
-RECOMPUTE_MARGIN = 0.01

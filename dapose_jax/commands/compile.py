@@ -6,7 +6,8 @@ forward) for GPUs or TPUs that this machine does not have, and reports what each
 
 Per program and target: FLOPs per step (XLA's count of the unoptimised program, so cuDNN convolutions count),
 bytes accessed per step and device (the optimised program), arguments / outputs / temporaries per device, the
-largest global batch that fits in the device's memory (--max_batch: a few more compilations), a census of the
+largest global batch that fits in the device's memory without XLA recomputing activations to make it fit
+(--max_batch: a few more compilations), whether XLA recomputes at the given batch, a census of the
 compiled program (cuDNN convolutions by kind, GEMMs, fusions, layout copies, collectives), the instructions that
 move the most bytes (--heaviest) and a roofline bound: step time >= max(FLOPs / peak, bytes / bandwidth), images/s
 <= batch / that, from the datasheet peaks of ``dapose_jax.accelerators.targets.CHIPS``. Bounds, not predictions:
@@ -65,20 +66,24 @@ def analyse(program, target, devices, max_batch, heaviest, log):
   result = {"batch_size": program.batch_size, "devices": devices, "compile_s": round(seconds, 1),
             "flops_per_step": step_flops, "bytes_accessed_per_step_per_device": step_bytes,
             "bytes_accessed_per_image": step_bytes * devices / program.batch_size,
-            "memory_per_device": analysis.memory(compiled), "census": analysis.census(hlo),
+            "memory_per_device": analysis.memory(compiled), "rematerialised": analysis.rematerialised(hlo),
+            "census": analysis.census(hlo),
             "roofline": analysis.roofline(step_flops, step_bytes, devices, target.chip, program.dtype, program.batch_size)}
   if heaviest:
     result["heaviest"] = analysis.heaviest(hlo, heaviest)
   if max_batch and target.chip and program.name.endswith("/train"):
     usable = target.chip.memory_bytes * target.chip.usable_memory
-    known = {program.batch_size: result["memory_per_device"]["total"]}
+    known = {program.batch_size: float("inf") if result["rematerialised"] else result["memory_per_device"]["total"]}
 
     def memory_at(batch):
       if batch not in known:
         start = time.perf_counter()
-        known[batch] = analysis.memory(program.lower(batch).compile())["total"]
-        log(f"  {program.name} at batch {batch}: {known[batch] / 2**30:.2f} GiB per device of "
-            f"{usable / 2**30:.1f} usable ({time.perf_counter() - start:.0f} s)")
+        compiled = program.lower(batch).compile()
+        total = analysis.memory(compiled)["total"]
+        recomputes = analysis.rematerialised(compiled.as_text())
+        known[batch] = float("inf") if recomputes else total
+        log(f"  {program.name} at batch {batch}: {total / 2**30:.2f} GiB per device of {usable / 2**30:.1f} usable"
+            f"{', XLA recomputes to fit' if recomputes else ''} ({time.perf_counter() - start:.0f} s)")
       return known[batch]
 
     limit = MAX_BATCH_PER_DEVICE * devices
