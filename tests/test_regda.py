@@ -34,53 +34,50 @@ def setup():
   return config, state, source, target
 
 
+@pytest.fixture(scope="module")
+def updates(setup):
+  """Updates A, B, C and B + C sharing one forward, each jitted once for the module's tests."""
+  config = setup[0]
+  return {name: jax.jit(functools.partial(getattr(regda, name), config))
+          for name in ("step_a", "step_b", "step_c", "steps_b_and_c")}
+
+
 def changed_groups(before, after):
   diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), before.params, after.params)
   return {group for group, tree in diff.items() if max(jax.tree.leaves(tree)) > 0}
 
 
-def test_each_update_changes_only_its_parameter_groups(setup):
+def test_each_update_changes_only_its_parameter_groups(setup, updates):
   config, state, source, target = setup
   lam = regda.warm_start_coefficient(500)
   label, w_s = keypoints.heatmap_targets(config, source)
   _, w_t = keypoints.heatmap_targets(config, target)
   x_s, x_t = device_augment.normalize(source["image"]), device_augment.normalize(target["image"])
-  after_a, loss_a, _ = jax.jit(functools.partial(regda.step_a, config))(state, lam, x_s, label, w_s)
-  after_b, loss_b = jax.jit(functools.partial(regda.step_b, config))(state, lam, x_t, w_t)
-  after_c, loss_c = jax.jit(functools.partial(regda.step_c, config))(state, lam, x_t, w_t)
+  after_a, loss_a, _ = updates["step_a"](state, lam, x_s, label, w_s)
+  after_b, loss_b = updates["step_b"](state, lam, x_t, w_t)
+  after_c, loss_c = updates["step_c"](state, lam, x_t, w_t)
   assert changed_groups(state, after_a) == {"backbone", "upsampling", "head", "head_adv"}
   assert changed_groups(state, after_b) == {"head_adv"}
   assert changed_groups(state, after_c) == {"backbone", "upsampling"}
   assert all(np.isfinite(float(l)) and float(l) > 0 for l in (loss_a, loss_b, loss_c))
 
 
-def test_updates_b_and_c_sharing_one_target_forward_equal_the_references_two_forwards(setup):
+def test_updates_b_and_c_sharing_one_target_forward_equal_the_references_two_forwards(setup, updates):
   """Three iterations (A, B, C) along each path from the same state: the losses, parameters, BN statistics and
   optimiser states of steps_b_and_c agree with step_b then step_c to float32 rounding."""
   config, state, source, target = setup
   label, w_s = keypoints.heatmap_targets(config, source)
   _, w_t = keypoints.heatmap_targets(config, target)
   x_s, x_t = device_augment.normalize(source["image"]), device_augment.normalize(target["image"])
-
-  @jax.jit
-  def two_forwards(state, lam):
-    state, loss_a, _ = regda.step_a(config, state, lam, x_s, label, w_s)
-    state, loss_b = regda.step_b(config, state, lam, x_t, w_t)
-    state, loss_c = regda.step_c(config, state, lam, x_t, w_t)
-    return state.replace(step=state.step + 1), (loss_a, loss_b, loss_c)
-
-  @jax.jit
-  def one_forward(state, lam):
-    state, loss_a, _ = regda.step_a(config, state, lam, x_s, label, w_s)
-    state, loss_b, loss_c = regda.steps_b_and_c(config, state, lam, x_t, w_t)
-    return state.replace(step=state.step + 1), (loss_a, loss_b, loss_c)
-
+  lam = regda.warm_start_coefficient(500)
   reference, shared = state, state
   for _ in range(3):
-    lam = regda.warm_start_coefficient(500)
-    reference, reference_losses = two_forwards(reference, lam)
-    shared, shared_losses = one_forward(shared, lam)
-    np.testing.assert_allclose(shared_losses, reference_losses, rtol=1e-5)
+    reference, loss_a, _ = updates["step_a"](reference, lam, x_s, label, w_s)
+    reference, loss_b = updates["step_b"](reference, lam, x_t, w_t)
+    reference, loss_c = updates["step_c"](reference, lam, x_t, w_t)
+    shared, shared_a, _ = updates["step_a"](shared, lam, x_s, label, w_s)
+    shared, shared_b, shared_c = updates["steps_b_and_c"](shared, lam, x_t, w_t)
+    np.testing.assert_allclose([shared_a, shared_b, shared_c], [loss_a, loss_b, loss_c], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(reference), strict=True):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
   moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), shared.batch_stats, state.batch_stats)
