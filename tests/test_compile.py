@@ -173,3 +173,18 @@ def test_the_h100_train_step_runs_every_convolution_gradient_in_cudnn():
   # input gradient and kernel gradient
   assert census["cudnn_conv_backward_filter"] == len([k for k in kernels if k.shape[:2] != (1, 1)]) == 9
   assert census.get("triton_gemm", 0) + census.get("library_gemm", 0) == 3 * len(pointwise)
+
+
+@pytest.mark.skipif(not targets.plugin_installed("tpu"), reason="libtpu is not installed (pip install -e '.[aot]')")
+def test_a_tpu_train_step_holds_the_replicated_state_and_a_quarter_of_the_batches_per_chip():
+  config = tiny_config()
+  results = compile_command.compile_all(config, ["tpu-v5e:2x2"], batch_size=8, max_batch=False,
+                                        only=["source_only/train"], heaviest=0, log=lambda _: None)
+  result = results["tpu-v5e:2x2"]["source_only/train"]
+  state = programs.abstract_state(config, methods.get("source_only"), programs.mesh_of(jax.devices()[:1]))
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  batch_bytes = 2 * 8 * (32 * 32 * 3 + 16 * 3 * 4)  # source and target: uint8 images, keypoints and visibilities
+  assert result["devices"] == 4 and result["census"].get("all-reduce", 0) >= 1
+  # TPU layouts pad small dimensions to their tiles, a few percent here
+  assert state_bytes + batch_bytes / 4 <= result["memory_per_device"]["arguments"] <= 1.05 * (state_bytes + batch_bytes)
+  assert result["roofline"]["bound_by"] in ("compute", "memory")
