@@ -73,6 +73,8 @@ ENTRY %main (a: f32[2,3], k: f32[3,3,3,3]) -> f32[3,2] {
   heaviest = analysis.heaviest(hlo, top=2)
   assert [row["opcode"] for row in heaviest] == ["__cudnn$convBackwardFilter", "__cudnn$convForward"]
   assert heaviest[0]["bytes"] == 4 * (48 + 2 * 81)  # its result and its two operands
+  assert analysis.traffic(hlo) == {"cudnn_conv": 2 * 4 * (48 + 2 * 81), "layout": 4 * 6 * 2, "gemm": 4 * 6 * 2,
+                                   "collective": 4 * 6 * 2}
 
 
 @pytest.mark.parametrize("devices", [1, 2, 8])

@@ -157,8 +157,37 @@ def heaviest(hlo_text, top=15):
           (found for found in (re.search(r'op_name="([^"]+)"', b) for b in reversed(body)) if found), None)
       target = re.search(r'custom_call_target="([^"]+)"', line)
       rows.append({"name": found.group(1), "opcode": target.group(1) if target else opcode, "bytes": moved,
+                   "kind": _kind(opcode, target and target.group(1), line, body),
                    "what": op_name.group(1)[-120:] if op_name else ""})
   return sorted(rows, key=lambda r: -r["bytes"])[:top]
+
+
+def _kind(opcode, target, line, body):
+  """The traffic category of one instruction: cudnn_conv, gemm, layout (copies, transposes and fusions ending in
+  one), reduction (XLA's input fusions: reductions such as BatchNorm's statistics and gradients), elementwise (loop
+  fusions), collective or other."""
+  if target in CUDNN_CONVOLUTIONS:
+    return "cudnn_conv"
+  if (target and ("gemm" in target.lower() or "matmul" in target.lower())) or '"kind":"__triton_gemm"' in line:
+    return "gemm"
+  root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
+  if opcode in ("copy", "transpose") or (root and root.group(3) in ("copy", "transpose")):
+    return "layout"
+  if opcode == "fusion":
+    return {"kInput": "reduction", "kLoop": "elementwise"}.get((re.search(r"kind=(k\w+)", line) or [""] * 2)[1],
+                                                              "other_fusion")
+  if opcode.removesuffix("-start") in COLLECTIVES:
+    return "collective"
+  return "other"
+
+
+def traffic(hlo_text):
+  """{category: bytes} of the instructions' operand and result sizes (``heaviest``'s count, every instruction), by
+  ``_kind``: where the bytes of a step go."""
+  totals = collections.Counter()
+  for row in heaviest(hlo_text, top=None):
+    totals[row["kind"]] += row["bytes"]
+  return dict(totals.most_common())
 
 
 def roofline(step_flops, step_bytes_per_device, devices, chip, dtype, batch_size):

@@ -67,7 +67,7 @@ def analyse(program, target, devices, max_batch, heaviest, log):
             "flops_per_step": step_flops, "bytes_accessed_per_step_per_device": step_bytes,
             "bytes_accessed_per_image": step_bytes * devices / program.batch_size,
             "memory_per_device": analysis.memory(compiled), "rematerialised": analysis.rematerialised(hlo),
-            "census": analysis.census(hlo),
+            "census": analysis.census(hlo), "traffic_by_kind": analysis.traffic(hlo),
             "roofline": analysis.roofline(step_flops, step_bytes, devices, target.chip, program.dtype, program.batch_size)}
   if heaviest:
     result["heaviest"] = analysis.heaviest(hlo, heaviest)
