@@ -190,3 +190,11 @@ def test_a_tpu_train_step_holds_the_replicated_state_and_a_quarter_of_the_batche
   # TPU layouts pad small dimensions to their tiles, a few percent here
   assert state_bytes + batch_bytes / 4 <= result["memory_per_device"]["arguments"] <= 1.05 * (state_bytes + batch_bytes)
   assert result["roofline"]["bound_by"] in ("compute", "memory")
+
+
+@pytest.mark.skipif(targets.plugin_installed("cuda"), reason="the CUDA PJRT plugin is installed")
+def test_a_gpu_target_without_the_cuda_plugin_says_how_to_install_it():
+  done = subprocess.run([sys.executable, "-m", "dapose_jax", "compile", "--config", "configs/demo.py:smoke",
+                         "--target", "h100"], cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+  assert "pip install -e '.[aot]'" in done.stderr

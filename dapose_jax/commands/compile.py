@@ -22,6 +22,7 @@ import json
 import pathlib
 import sys
 import time
+import warnings
 
 from absl import flags
 
@@ -154,6 +155,8 @@ def main(argv):
   import os
 
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # libtpu: no metadata server to ask on this machine
+  # The CUDA plugin only compiles here; jaxlib warns when its version differs, as it would not run it as a backend
+  warnings.filterwarnings("ignore", message="JAX plugin jax_cuda12_plugin version", category=RuntimeWarning)
   import jax
 
   jax.config.update("jax_platforms", "cpu")  # the host runs nothing on a device; the targets are compiled for
