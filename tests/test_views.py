@@ -32,6 +32,14 @@ def test_rescale_gives_the_same_map_in_heatmap_coordinates():
                              views.transform_points(m, points) / 4, rtol=1e-5, atol=1e-4)
 
 
+def test_the_closed_form_inverse_undoes_each_sampled_view():
+  m = views.sample_matrices(jax.random.key(5), 64, 256, views.ViewParams())
+  inverse = views.affine_inverse(m)
+  np.testing.assert_allclose(jnp.einsum("bij,bjk->bik", inverse, m), np.broadcast_to(np.eye(3), (64, 3, 3)),
+                             atol=2e-6)
+  np.testing.assert_allclose(inverse, np.linalg.inv(np.asarray(m, np.float64)), rtol=1e-5, atol=1e-4)
+
+
 def test_sampled_views_stay_in_the_configured_ranges():
   params = views.ViewParams(rotation=0.0, shear=0.0, translate=0.1, scale_min=0.8, scale_max=0.9)
   m = views.sample_matrices(jax.random.key(3), 256, 100, params)

@@ -83,9 +83,20 @@ def _sample(images, sample_matrices_, order):
   return jax.vmap(one)(images, sample_matrices_)
 
 
+def affine_inverse(matrices):
+  """The inverses of (B, 3, 3) affine maps [[A, t], [0, 1]]: [[A^-1, -A^-1 t], [0, 1]], A^-1 in closed form (a
+  general inverse would call a LAPACK-style solver: cuSOLVER on a GPU, a library call for each 3 x 3 matrix)."""
+  a, b, c, d = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1]
+  inverse = jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)], -2) / (a * d - b * c)[:, None, None]
+  shift = -jnp.einsum("bij,bj->bi", inverse, matrices[:, :2, 2])
+  top = jnp.concatenate([inverse, shift[:, :, None]], -1)
+  return jnp.concatenate([top, jnp.broadcast_to(jnp.asarray([[0.0, 0.0, 1.0]], matrices.dtype),
+                                                (matrices.shape[0], 1, 3))], 1)
+
+
 def to_view(images, matrices, order=0):
   """Base-frame images or maps (B, H, W, C) -> the views that ``matrices`` define (zero fill)."""
-  return _sample(images, jnp.linalg.inv(matrices), order)
+  return _sample(images, affine_inverse(matrices), order)
 
 
 def to_base(view_maps, matrices, order=0):
