@@ -168,7 +168,8 @@ def _kind(opcode, target, line, body):
   fusions), collective or other."""
   if target in CUDNN_CONVOLUTIONS:
     return "cudnn_conv"
-  if (target and ("gemm" in target.lower() or "matmul" in target.lower())) or '"kind":"__triton_gemm"' in line:
+  backend = re.search(r'"kind":"(__[\w]+)"', line)
+  if (target and ("gemm" in target.lower() or "matmul" in target.lower())) or (backend and "gemm" in backend.group(1)):
     return "gemm"
   root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
   if opcode in ("copy", "transpose") or (root and root.group(3) in ("copy", "transpose")):
