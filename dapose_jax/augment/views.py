@@ -84,8 +84,14 @@ def _sample(images, sample_matrices_, order):
 
 
 def affine_inverse(matrices):
-  """The inverses of (B, 3, 3) affine maps [[A, t], [0, 1]]: [[A^-1, -A^-1 t], [0, 1]], A^-1 in closed form (a
-  general inverse would call a LAPACK-style solver: cuSOLVER on a GPU, a library call for each 3 x 3 matrix)."""
+  """The inverses of (B, 3, 3) affine maps. In a program for the CPU, LAPACK's (a library call, so every program
+  computes the same inverse); elsewhere in closed form (``_closed_form_inverse``): a general inverse is a cuSOLVER
+  call on a GPU, which a program compiled without the GPU cannot register."""
+  return jax.lax.platform_dependent(matrices, cpu=jnp.linalg.inv, default=_closed_form_inverse)
+
+
+def _closed_form_inverse(matrices):
+  """[[A, t], [0, 1]]^-1 = [[A^-1, -A^-1 t], [0, 1]] with A^-1 of the 2 x 2 block from its determinant."""
   a, b, c, d = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1]
   inverse = jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)], -2) / (a * d - b * c)[:, None, None]
   shift = -jnp.einsum("bij,bj->bi", inverse, matrices[:, :2, 2])
