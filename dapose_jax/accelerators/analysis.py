@@ -8,6 +8,8 @@ private JAX binding (``jax._src.lib._jax.hlo_module_cost_analysis``; tested agai
 """
 
 import collections
+import dataclasses
+import functools
 import re
 
 import jax
@@ -37,8 +39,8 @@ def bytes_accessed(compiled, platform):
   operands and results are added (for ResNet-101 steps the sum then equals the operand + result sizes of every
   instruction, ``traffic``, to 0.1 %)."""
   if platform in ("cuda", "gpu"):
-    library = sum(row["bytes"] for row in heaviest(compiled.as_text(), top=None)
-                  if row["opcode"] != "fusion" and row["kind"] in ("cudnn_conv", "gemm"))
+    library = sum(i.bytes for i in _instructions(compiled.as_text())
+                  if i.opcode == "custom-call" and i.kind in ("cudnn_conv", "gemm"))
     return float(sum(_cost(m)["bytes accessed"] for m in compiled.runtime_executable().hlo_modules()) + library)
   costs = compiled.cost_analysis()
   costs = costs[0] if isinstance(costs, (list, tuple)) else costs
@@ -56,22 +58,95 @@ def memory(compiled):
 
 
 def _computations(hlo_text):
-  """{name: [instruction lines]} of an HLO module's text, and the name of its entry computation."""
-  computations, entry, current = {}, None, None
+  """{name: [instruction lines]} of an HLO module's text."""
+  computations, current = {}, None
   for line in hlo_text.splitlines():
-    header = re.match(r"^(ENTRY )?%?([\w.-]+) .*\{\s*$", line)
+    header = re.match(r"^(?:ENTRY )?%?([\w.-]+) .*\{\s*$", line)
     if header:
-      current = header.group(2)
+      current = header.group(1)
       computations[current] = []
-      entry = current if header.group(1) else entry
     elif line.startswith("}"):
       current = None
     elif current is not None and " = " in line:
       computations[current].append(line.strip())
-  return computations, entry
+  return computations
 
 
 _INSTRUCTION = re.compile(r"^(?:ROOT )?%?([\w.-]+) = (\(.*?\)|\S+) ([\w-]+)\((.*)$")
+_CALLED = re.compile(r"calls=%?([\w.-]+)")
+_SKIPPED = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")  # no data moved
+
+
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+  """One instruction of a compiled program outside fusion bodies: ``opcode``, the custom call's ``target``, a
+  fusion's ``fusion_kind`` (kLoop, kInput, ...) and ``backend`` kind (e.g. a Triton GEMM's), the opcodes of a
+  fusion's ``body`` and its ``root``, the ``bytes`` of its operands and result as their shapes say, its traffic
+  ``kind`` (``_kind``) and ``what`` it computes (the op_name JAX gave it, or its fusion's)."""
+  name: str
+  opcode: str
+  target: str
+  fusion_kind: str
+  backend: str
+  body: tuple
+  root: str
+  bytes: int
+  kind: str
+  what: str
+
+
+@functools.lru_cache(maxsize=2)  # the compile command reads one program's text several ways
+def _instructions(hlo_text):
+  """[Instruction] of every computation of the module that is not a fusion body."""
+  computations = _computations(hlo_text)
+  fused = {c for lines in computations.values() for line in lines if " fusion(" in line for c in _CALLED.findall(line)}
+  found = []
+  for name, lines in computations.items():
+    if name in fused:
+      continue
+    sizes = {}
+    for line in lines:
+      match = _INSTRUCTION.match(line)
+      if not match:
+        continue
+      result_name, result, opcode, operands = match.groups()
+      sizes[result_name] = _shape_bytes(result)
+      if opcode in _SKIPPED:
+        continue
+      called = _CALLED.findall(line)
+      body_lines = computations.get(called[0], []) if called else []
+      body = tuple(m.group(3) for m in map(_INSTRUCTION.match, body_lines) if m)
+      root = next((_INSTRUCTION.match(b).group(3) for b in body_lines if b.startswith("ROOT ")), "")
+      target = (re.search(r'custom_call_target="([^"]+)"', line) or [None, ""])[1]
+      backend = (re.search(r'"kind":"(__[\w]+)"', line) or [None, ""])[1]
+      fusion_kind = (re.search(r"kind=(k\w+)", line) or [None, ""])[1]
+      moved = sizes[result_name] + sum(sizes.get(n, 0) for n in re.findall(r"%([\w.-]+)", operands.split("),")[0]))
+      what = re.search(r'op_name="([^"]+)"', line) or next(
+          (m for m in (re.search(r'op_name="([^"]+)"', b) for b in reversed(body_lines)) if m), None)
+      found.append(Instruction(result_name, opcode, target, fusion_kind, backend, body, root, moved,
+                               _kind(opcode, target, fusion_kind, backend, root), what.group(1)[-120:] if what else ""))
+  return found
+
+
+def _is_gemm(target, backend):
+  return any(word in target.lower() for word in ("gemm", "matmul")) or "gemm" in backend
+
+
+def _kind(opcode, target, fusion_kind, backend, root):
+  """The traffic category of one instruction: cudnn_conv, gemm, layout (copies, transposes and fusions ending in
+  one), reduction (XLA's input fusions: reductions such as BatchNorm's statistics and gradients), elementwise (loop
+  fusions), collective or other."""
+  if target in CUDNN_CONVOLUTIONS:
+    return "cudnn_conv"
+  if _is_gemm(target, backend):
+    return "gemm"
+  if opcode in ("copy", "transpose") or root in ("copy", "transpose"):
+    return "layout"
+  if opcode == "fusion":
+    return {"kInput": "reduction", "kLoop": "elementwise"}.get(fusion_kind, "other_fusion")
+  if opcode.removesuffix("-start") in COLLECTIVES:
+    return "collective"
+  return "other"
 
 
 def census(hlo_text):
@@ -79,52 +154,34 @@ def census(hlo_text):
   (cuBLAS) and Triton GEMM fusions, other fusions by kind, XLA convolutions and dots (CPU, TPU; unfused, and fusions
   holding one), unfused copies and transposes, fusions whose result is a copy or transpose (layout changes), and
   collectives."""
-  computations, _ = _computations(hlo_text)
-  fused = set()
-  for lines in computations.values():
-    for line in lines:
-      if " fusion(" in line:
-        fused.update(re.findall(r"calls=%?([\w.-]+)", line))
   counts = collections.Counter()
-  for name, lines in computations.items():
-    if name in fused:
-      continue
-    for line in lines:
-      found = _INSTRUCTION.match(line)
-      if not found:
-        continue
-      opcode = found.group(3)
-      if opcode == "custom-call":
-        target = re.search(r'custom_call_target="([^"]+)"', line).group(1)
-        if target in CUDNN_CONVOLUTIONS:
-          counts[f"cudnn_conv_{CUDNN_CONVOLUTIONS[target]}"] += 1
-        elif "gemm" in target.lower() or "matmul" in target.lower():
-          counts["library_gemm"] += 1
-        else:
-          counts[f"custom_call:{target}"] += 1
-      elif opcode == "fusion":
-        kind = re.search(r"kind=(k\w+)", line)
-        backend = re.search(r'"kind":"(__[\w]+)"', line)
-        if backend and "gemm" in backend.group(1):
-          counts["triton_gemm"] += 1
-        else:
-          counts[f"fusion_{(backend.group(1).strip('_') if backend else kind.group(1)[1:].lower())}"] += 1
-        body = computations.get((re.findall(r"calls=%?([\w.-]+)", line) or [""])[0], [])
-        root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
-        if root and root.group(3) in ("copy", "transpose"):
-          counts["layout_fusions"] += 1
-        for opcode in ("convolution", "dot"):  # XLA:TPU and XLA:CPU fuse them
-          if any(f" {opcode}(" in b for b in body):
-            counts[f"fusions_with_{opcode}"] += 1
-      elif opcode in ("convolution", "dot", "copy", "transpose"):
-        counts[opcode] += 1
-      elif opcode.removesuffix("-start") in COLLECTIVES:
-        counts[opcode.removesuffix("-start")] += 1
+  for i in _instructions(hlo_text):
+    if i.opcode == "custom-call":
+      if i.target in CUDNN_CONVOLUTIONS:
+        counts[f"cudnn_conv_{CUDNN_CONVOLUTIONS[i.target]}"] += 1
+      elif _is_gemm(i.target, ""):
+        counts["library_gemm"] += 1
+      else:
+        counts[f"custom_call:{i.target}"] += 1
+    elif i.opcode == "fusion":
+      if _is_gemm("", i.backend):
+        counts["triton_gemm"] += 1
+      else:
+        counts[f"fusion_{i.backend.strip('_') if i.backend else i.fusion_kind[1:].lower()}"] += 1
+      if i.root in ("copy", "transpose"):
+        counts["layout_fusions"] += 1
+      for opcode in ("convolution", "dot"):  # XLA:TPU and XLA:CPU fuse them
+        if opcode in i.body:
+          counts[f"fusions_with_{opcode}"] += 1
+    elif i.opcode in ("convolution", "dot", "copy", "transpose"):
+      counts[i.opcode] += 1
+    elif i.opcode.removesuffix("-start") in COLLECTIVES:
+      counts[i.opcode.removesuffix("-start")] += 1
   return dict(sorted(counts.items()))
 
 
 def _shape_bytes(text):
-  return sum(_DTYPE_BYTES.get(dtype, 4) * _elements(dims) for dtype, dims in re.findall(r"\b(\w+)\[([\d,]*)\]", text)
+  return sum(_DTYPE_BYTES[dtype] * _elements(dims) for dtype, dims in re.findall(r"\b(\w+)\[([\d,]*)\]", text)
              if dtype in _DTYPE_BYTES)
 
 
@@ -136,63 +193,19 @@ def _elements(dims):
 
 
 def heaviest(hlo_text, top=15):
-  """[{name, opcode, bytes, what}] of the ``top`` instructions of the entry computation (and the computations it
-  calls, fusion bodies excepted) that read and write the most bytes (operands + result, as their shapes say): where
-  the memory traffic of a memory-bound step goes."""
-  computations, _ = _computations(hlo_text)
-  fused = {c for lines in computations.values() for line in lines if " fusion(" in line
-           for c in re.findall(r"calls=%?([\w.-]+)", line)}
-  rows = []
-  for name, lines in computations.items():
-    if name in fused:
-      continue
-    shapes = {}
-    for line in lines:
-      found = _INSTRUCTION.match(line)
-      if not found:
-        continue
-      result, opcode, operands = found.group(2), found.group(3), found.group(4)
-      shapes[found.group(1)] = _shape_bytes(result)
-      if opcode in ("parameter", "constant", "get-tuple-element", "tuple", "bitcast"):
-        continue
-      names = re.findall(r"%([\w.-]+)", operands.split("),")[0])
-      moved = shapes[found.group(1)] + sum(shapes.get(n, 0) for n in names)
-      body = computations.get((re.findall(r"calls=%?([\w.-]+)", line) or [""])[0], [])
-      op_name = re.search(r'op_name="([^"]+)"', line) or next(
-          (found for found in (re.search(r'op_name="([^"]+)"', b) for b in reversed(body)) if found), None)
-      target = re.search(r'custom_call_target="([^"]+)"', line)
-      rows.append({"name": found.group(1), "opcode": target.group(1) if target else opcode, "bytes": moved,
-                   "kind": _kind(opcode, target and target.group(1), line, body),
-                   "what": op_name.group(1)[-120:] if op_name else ""})
+  """[{name, opcode, bytes, kind, what}] of the ``top`` instructions outside fusion bodies that read and write the
+  most bytes (operands + result, as their shapes say): where the memory traffic of a memory-bound step goes."""
+  rows = [{"name": i.name, "opcode": i.target or i.opcode, "bytes": i.bytes, "kind": i.kind, "what": i.what}
+          for i in _instructions(hlo_text)]
   return sorted(rows, key=lambda r: -r["bytes"])[:top]
-
-
-def _kind(opcode, target, line, body):
-  """The traffic category of one instruction: cudnn_conv, gemm, layout (copies, transposes and fusions ending in
-  one), reduction (XLA's input fusions: reductions such as BatchNorm's statistics and gradients), elementwise (loop
-  fusions), collective or other."""
-  if target in CUDNN_CONVOLUTIONS:
-    return "cudnn_conv"
-  backend = re.search(r'"kind":"(__[\w]+)"', line)
-  if (target and ("gemm" in target.lower() or "matmul" in target.lower())) or (backend and "gemm" in backend.group(1)):
-    return "gemm"
-  root = next((_INSTRUCTION.match(b) for b in body if b.startswith("ROOT ")), None)
-  if opcode in ("copy", "transpose") or (root and root.group(3) in ("copy", "transpose")):
-    return "layout"
-  if opcode == "fusion":
-    return {"kInput": "reduction", "kLoop": "elementwise"}.get((re.search(r"kind=(k\w+)", line) or [""] * 2)[1],
-                                                              "other_fusion")
-  if opcode.removesuffix("-start") in COLLECTIVES:
-    return "collective"
-  return "other"
 
 
 def traffic(hlo_text):
   """{category: bytes} of the instructions' operand and result sizes (``heaviest``'s count, every instruction), by
   ``_kind``: where the bytes of a step go."""
   totals = collections.Counter()
-  for row in heaviest(hlo_text, top=None):
-    totals[row["kind"]] += row["bytes"]
+  for i in _instructions(hlo_text):
+    totals[i.kind] += i.bytes
   return dict(totals.most_common())
 
 
