@@ -5,13 +5,16 @@ import itertools
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from dapose_jax import errors
 
 
-def make_mesh():
-  """A 1-D ('data',) mesh over every device of every process."""
+def make_mesh(devices=None):
+  """A 1-D ('data',) mesh over every device of every process, or over ``devices`` (e.g. a topology's, to compile
+  for devices this host does not have)."""
+  if devices is not None:
+    return Mesh(np.asarray(devices), ("data",), axis_types=(AxisType.Auto,))
   return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
 
 

@@ -86,17 +86,20 @@ flags.DEFINE_bool("dry-run", False, "Tiny shapes on the CPU, to check that every
 flags.DEFINE_string("out", None, "Write the results here as JSON (rewritten after each method).")
 FLAGS = flags.FLAGS
 
-# Dense (no sparsity) peak FLOP/s per device, by compute dtype, from NVIDIA's datasheets: H100 SXM5 bf16 989.4
-# and TF32 494.7 TFLOPS (quoted as 1979 / 989 "with sparsity"), the H200 has the H100 SXM's compute; H100 PCIe
-# 756 / 378; A100 312 / 156. float32 counts as TF32: XLA and cuDNN use TF32 for float32 convolutions on these
-# GPUs by default (JAX's default precision; torch.backends.cudnn.allow_tf32). Other devices: no MFU.
+# Dense (no sparsity) peak FLOP/s per device, by compute dtype, from NVIDIA's datasheets, of the GPUs that
+# dapose_jax.accelerators.targets.CHIPS (H100 SXM, H200, the TPUs) does not list: H100 PCIe 756 / 378, A100 312 /
+# 156 TFLOPS. float32 counts as TF32: XLA and cuDNN use TF32 for float32 convolutions on these GPUs by default
+# (JAX's default precision; torch.backends.cudnn.allow_tf32). Other devices: no MFU.
 PEAK_FLOPS = (("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
-              ("H200", {"bfloat16": 989.4e12, "float32": 494.7e12}),
-              ("H100", {"bfloat16": 989.4e12, "float32": 494.7e12}),
               ("A100", {"bfloat16": 312e12, "float32": 156e12}))
 
 
 def peak_flops(device_kind, dtype):
+  from dapose_jax.accelerators import targets
+
+  chip = targets.chip_of(device_kind)
+  if chip is not None:
+    return chip.peak_flops[dtype]
   return next((peaks[dtype] for name, peaks in PEAK_FLOPS if name in device_kind), None)
 
 

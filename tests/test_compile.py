@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dapose_jax import methods
+from dapose_jax import methods, parallel
 from dapose_jax.accelerators import analysis, programs, reference, targets
 from dapose_jax.commands import compile as compile_command
 from dapose_jax.models import resnet
@@ -120,7 +120,7 @@ def test_the_gpu_target_descriptions_carry_the_datasheet_facts():
 
 
 def test_a_run_lists_each_stage_train_step_and_the_eval_forward_of_those_that_evaluate():
-  mesh = programs.mesh_of(jax.devices()[:2])
+  mesh = parallel.make_mesh(jax.devices()[:2])
   config = tiny_config()
   config.method = "regda"
   listed = programs.of_run(config, mesh, batch_size=4)
@@ -167,7 +167,7 @@ def test_the_h100_train_step_runs_every_convolution_gradient_in_cudnn():
   results = compile_command.compile_all(tiny_config(), ["h100"], batch_size=4, max_batch=False,
                                         only=["source_only/train"], heaviest=0, log=lambda _: None)
   census = results["h100"]["source_only/train"]["census"]
-  state = programs.abstract_state(tiny_config(), methods.get("source_only"), programs.mesh_of(jax.devices()[:1]))
+  state = programs.abstract_state(tiny_config(), methods.get("source_only"), parallel.make_mesh(jax.devices()[:1]))
   kernels = [x for x in jax.tree.leaves(state.params["backbone"]) if x.ndim == 4]
   pointwise = [x for x in jax.tree.leaves(state.params) if x.ndim == 4 and x.shape[:2] == (1, 1)]
   # each k x k backbone convolution's kernel gradient is one cuDNN call (the CPU's path would make k * k matrix
@@ -183,7 +183,7 @@ def test_a_tpu_train_step_holds_the_replicated_state_and_a_quarter_of_the_batche
   results = compile_command.compile_all(config, ["tpu-v5e:2x2"], batch_size=8, max_batch=False,
                                         only=["source_only/train"], heaviest=0, log=lambda _: None)
   result = results["tpu-v5e:2x2"]["source_only/train"]
-  state = programs.abstract_state(config, methods.get("source_only"), programs.mesh_of(jax.devices()[:1]))
+  state = programs.abstract_state(config, methods.get("source_only"), parallel.make_mesh(jax.devices()[:1]))
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
   batch_bytes = 2 * 8 * (32 * 32 * 3 + 16 * 3 * 4)  # source and target: uint8 images, keypoints and visibilities
   assert result["devices"] == 4 and result["census"].get("all-reduce", 0) >= 1

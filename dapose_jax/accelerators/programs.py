@@ -9,8 +9,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import AxisType, Mesh
 
 from dapose_jax import evaluators, methods, parallel
 from dapose_jax.data import pipeline
@@ -25,11 +23,6 @@ class Program:
   batch_size: int
   dtype: str  # the compute dtype, config.model.dtype
   lower: Callable
-
-
-def mesh_of(devices):
-  """A 1-D ('data',) mesh over ``devices`` (real ones, or a topology's for compiling without them)."""
-  return Mesh(np.asarray(devices), ("data",), axis_types=(AxisType.Auto,))
 
 
 def abstract_state(config, method, mesh):

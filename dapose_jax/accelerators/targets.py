@@ -57,9 +57,11 @@ class Chip:
 # float32 on the GPUs counts as TF32: XLA and cuDNN use TF32 for float32 convolutions and matrix products by
 # default. On TPUs float32 products run as bfloat16 passes at default precision: the bfloat16 peak bounds them.
 CHIPS = {
-    "h100": Chip("NVIDIA H100 SXM5 80 GB", {"bfloat16": 989.4e12, "float32": 494.7e12}, 84942979072, 3.35e12,
+    "h100": Chip("NVIDIA H100 SXM5 80 GB", {"bfloat16": 989.4e12, "float32": 494.7e12},
+                 GPU_FACTS["h100"]["device_memory_size"], 3.35e12,
                  "NVIDIA H100 Tensor Core GPU datasheet (dense, without sparsity)", usable_memory=0.75),
-    "h200": Chip("NVIDIA H200 SXM 141 GB", {"bfloat16": 989.4e12, "float32": 494.7e12}, 151397597184, 4.8e12,
+    "h200": Chip("NVIDIA H200 SXM 141 GB", {"bfloat16": 989.4e12, "float32": 494.7e12},
+                 GPU_FACTS["h200"]["device_memory_size"], 4.8e12,
                  "NVIDIA H200 Tensor Core GPU datasheet (dense, without sparsity)", usable_memory=0.75),
     "tpu-v5e": Chip("Google Cloud TPU v5e", {"bfloat16": 197e12, "float32": 197e12}, 16 * 10**9, 819e9,
                     "cloud.google.com/tpu/docs/v5e (per chip)"),

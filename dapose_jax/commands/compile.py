@@ -2,7 +2,7 @@
 forward) for GPUs or TPUs that this machine does not have, and reports what each costs there.
 
   dapose-jax compile --config configs/surreal_lsp.py:regda --target h100 --target tpu-v5e:2x2 \\
-      [--config.model.dtype=bfloat16] [--batch_size 32] [--devices 8] [--no-max_batch] [--out compile.json]
+      [--config.model.dtype=bfloat16] [--batch_size 32] [--devices 8] [--nomax_batch] [--out compile.json]
 
 Per program and target: FLOPs per step (XLA's count of the unoptimised program, so cuDNN convolutions count),
 bytes accessed per step and device (the optimised program), arguments / outputs / temporaries per device, the
@@ -26,7 +26,7 @@ import warnings
 
 from absl import flags
 
-from dapose_jax import errors
+from dapose_jax import errors, parallel
 from dapose_jax.commands import cli
 
 FLAGS = flags.FLAGS
@@ -74,15 +74,15 @@ def analyse(program, target, devices, max_batch, heaviest, log):
     result["heaviest"] = analysis.heaviest(hlo, heaviest)
   if max_batch and target.chip and program.name.endswith("/train"):
     usable = target.chip.memory_bytes * target.chip.usable_memory
-    known = {program.batch_size: float("inf") if result["rematerialised"] else result["memory_per_device"]["total"]}
+    fitting = lambda total, recomputes: float("inf") if recomputes else total  # recomputing does not count
+    known = {program.batch_size: fitting(result["memory_per_device"]["total"], result["rematerialised"])}
 
     def memory_at(batch):
       if batch not in known:
         start = time.perf_counter()
         compiled = program.lower(batch).compile()
-        total = analysis.memory(compiled)["total"]
-        recomputes = analysis.rematerialised(compiled.as_text())
-        known[batch] = float("inf") if recomputes else total
+        total, recomputes = analysis.memory(compiled)["total"], analysis.rematerialised(compiled.as_text())
+        known[batch] = fitting(total, recomputes)
         log(f"  {program.name} at batch {batch}: {total / 2**30:.2f} GiB per device of {usable / 2**30:.1f} usable"
             f"{', XLA recomputes to fit' if recomputes else ''} ({time.perf_counter() - start:.0f} s)")
       return known[batch]
@@ -96,6 +96,8 @@ def analyse(program, target, devices, max_batch, heaviest, log):
 
 def table(results):
   """Markdown table of ``results`` ({target: {program: result}})."""
+  from dapose_jax.accelerators import analysis
+
   rows = ["| target | program | batch | GFLOP/step | GB/step/device | MB/image | args MiB | temps MiB | largest batch "
           "| bound ms (by) | img/s at most | cuDNN conv f/bi/bf | GEMM lib/triton | layout | collectives |",
           "|" + "---|" * 15]
@@ -107,8 +109,7 @@ def table(results):
               "none" if fit else "—")
       bound = f"{roof['step_s_at_least'] * 1e3:.2f} ({roof['bound_by']})" if roof else "—"
       rate = f"{roof['images_per_s_at_most']:.0f}" if roof else "—"
-      collectives = sum(v for k, v in c.items() if k in ("all-reduce", "all-gather", "reduce-scatter",
-                                                         "collective-permute", "all-to-all"))
+      collectives = sum(v for k, v in c.items() if k in analysis.COLLECTIVES)
       rows.append(f"| {target} | {name} | {r['batch_size']} | {r['flops_per_step'] / 1e9:.1f} | "
                   f"{r['bytes_accessed_per_step_per_device'] / 1e9:.2f} | {r['bytes_accessed_per_image'] / 1e6:.0f} | "
                   f"{m['arguments'] / 2**20:.0f} | {m['temporaries'] / 2**20:.0f} | {best} | {bound} | {rate} | "
@@ -128,7 +129,7 @@ def compile_all(config, target_names, devices=0, batch_size=None, eval_batch_siz
   results = {}
   for target in chosen:
     mesh_devices = target.devices(devices)
-    mesh = run_programs.mesh_of(mesh_devices)
+    mesh = parallel.make_mesh(mesh_devices)
     n = len(mesh_devices)
     listed = run_programs.of_run(config, mesh, batch_size, eval_batch_size)
     if reference == "plain":

@@ -18,7 +18,7 @@ import optax
 
 from dapose_jax.augment import device_augment
 from dapose_jax.methods import base, common
-from dapose_jax.models import pose
+from dapose_jax.models import pose, resnet
 from dapose_jax.models.gradient import scale_gradient
 from dapose_jax.pose import decoding, keypoints, losses, metrics
 from dapose_jax.storage import checkpoints
@@ -190,7 +190,7 @@ def _twice_updated(before, once):
   return jax.tree.map(lambda a, b: b + BN_MOMENTUM * (b - a), before, once)
 
 
-BN_MOMENTUM = 0.9  # resnet.BatchNorm's (PyTorch's 0.1)
+BN_MOMENTUM = resnet.BatchNorm.keywords["momentum"]  # every BatchNorm of the pose network
 
 
 def steps_b_and_c(config, state, lam, images, weight):
