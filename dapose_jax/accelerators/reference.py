@@ -12,13 +12,8 @@ import jax.numpy as jnp
 import optax
 
 from dapose_jax import parallel
-from dapose_jax.models import pose as pose_model
+from dapose_jax.models import pose as pose_model, resnet
 from dapose_jax.pose import skeletons
-
-STAGES = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3),
-          "resnet152": (3, 8, 36, 3), "resnet10": (1, 1, 1, 1)}
-BOTTLENECK = ("resnet50", "resnet101", "resnet152")
-
 
 class Block(nn.Module):
   features: int
@@ -53,9 +48,10 @@ class PlainPoseNet(nn.Module):
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
     x = nn.relu(norm()(nn.Conv(64, (7, 7), 2, padding=3, use_bias=False, dtype=self.dtype)(x)))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    for stage, blocks in enumerate(STAGES[self.backbone]):
+    ours = resnet.get_backbone(self.backbone)  # the depth and block type of our ResNet of that name
+    for stage, blocks in enumerate(ours.stage_sizes):
       for block in range(blocks):
-        x = Block(64 * 2**stage, 2 if stage and not block else 1, self.backbone in BOTTLENECK, self.dtype)(x, train)
+        x = Block(64 * 2**stage, 2 if stage and not block else 1, ours.block.expansion > 1, self.dtype)(x, train)
     for _ in range(3):
       x = nn.ConvTranspose(256, (4, 4), (2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(x)
       x = nn.relu(norm()(x))
