@@ -13,7 +13,7 @@ import pytest
 from dapose_jax import methods, parallel
 from dapose_jax.accelerators import analysis, programs, reference, targets
 from dapose_jax.commands import compile as compile_command
-from dapose_jax.models import resnet
+from dapose_jax.models import pose, resnet
 from tests.test_train import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -33,6 +33,22 @@ def test_a_program_lowered_for_an_accelerator_from_the_cpu_takes_no_cpu_only_ker
   # convolution: forward, input gradient and kernel gradient
   assert (on_cpu.count("stablehlo.convolution"), on_cpu.count("stablehlo.dot_general")) == (2, 9)
   assert (elsewhere.count("stablehlo.convolution"), elsewhere.count("stablehlo.dot_general")) == (3, 0)
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_an_accelerator_gets_one_by_one_and_transposed_convolutions_where_the_cpu_gets_matrix_products_and_phases(
+    platform):
+  args = (jax.ShapeDtypeStruct((2, 8, 8, 16), jnp.float32), jax.ShapeDtypeStruct((1, 1, 16, 8), jnp.float32))
+  deconv_args = (args[0], jax.ShapeDtypeStruct((4, 4, 16, 8), jnp.float32))
+  lowered = lambda f, args, platform: jax.export.export(jax.jit(f), platforms=(platform,))(*args).mlir_module()
+  pointwise = lambda x, k: resnet.conv2d(x, k, 2)
+  assert (lowered(pointwise, args, "cpu").count("stablehlo.dot_general"),
+          lowered(pointwise, args, "cpu").count("stablehlo.convolution")) == (1, 0)
+  assert (lowered(pointwise, args, platform).count("stablehlo.dot_general"),
+          lowered(pointwise, args, platform).count("stablehlo.convolution")) == (0, 1)
+  assert lowered(pose.conv_transpose_4x4s2, deconv_args, "cpu").count("stablehlo.convolution") == 4  # the phases
+  transposed = lowered(pose.conv_transpose_4x4s2, deconv_args, platform)
+  assert transposed.count("stablehlo.convolution") == 1 and "lhs_dilate = [2, 2]" in transposed
 
 
 def test_flops_bytes_and_memory_of_a_convolution_are_its_arithmetic():
@@ -168,13 +184,14 @@ def test_the_h100_train_step_runs_every_convolution_gradient_in_cudnn():
                                         only=["source_only/train"], heaviest=0, log=lambda _: None)
   census = results["h100"]["source_only/train"]["census"]
   state = programs.abstract_state(tiny_config(), methods.get("source_only"), parallel.make_mesh(jax.devices()[:1]))
-  kernels = [x for x in jax.tree.leaves(state.params["backbone"]) if x.ndim == 4]
-  pointwise = [x for x in jax.tree.leaves(state.params) if x.ndim == 4 and x.shape[:2] == (1, 1)]
-  # each k x k backbone convolution's kernel gradient is one cuDNN call (the CPU's path would make k * k matrix
-  # products of each with >= 128 input channels), and the only matrix products are the 1 x 1 convolutions' forward,
-  # input gradient and kernel gradient
-  assert census["cudnn_conv_backward_filter"] == len([k for k in kernels if k.shape[:2] != (1, 1)]) == 9
-  assert census.get("triton_gemm", 0) + census.get("library_gemm", 0) == 3 * len(pointwise)
+  kernels = [x for x in jax.tree.leaves(state.params) if x.ndim == 4]
+  # every convolution is three cuDNN calls (forward, input gradient, kernel gradient; XLA runs some gradients as
+  # forward calls on rearranged operands), 1 x 1 and transposed ones included, less the input gradient of the first
+  # (the image needs none); the CPU's path would make matrix products of the 1 x 1 ones, of each tap of those with
+  # >= 128 input channels and of each phase of the transposed ones: no matrix product is left
+  calls = sum(census.get(f"cudnn_conv_{kind}", 0) for kind in ("forward", "backward_input", "backward_filter"))
+  assert calls == 3 * len(kernels) - 1 == 47
+  assert census.get("triton_gemm", 0) + census.get("library_gemm", 0) == 0
 
 
 @pytest.mark.skipif(not targets.plugin_installed("tpu"), reason="libtpu is not installed (pip install -e '.[aot]')")

@@ -113,7 +113,7 @@ def test_phase_deconv_matches_pytorch_definition():
   np.testing.assert_allclose(out, _conv_transpose_reference(x, w_pt), atol=1e-5)
 
 
-def test_phase_deconv_values_and_gradients_equal_lax_conv_transpose():
+def test_the_cpus_phase_deconv_equals_the_transposed_convolution_accelerators_run_in_values_and_gradients():
   x = jax.random.normal(jax.random.key(0), (2, 6, 5, 8))
   kernel = jax.random.normal(jax.random.key(1), (4, 4, 8, 7)) * 0.1
   cotangent = jax.random.normal(jax.random.key(2), (2, 12, 10, 7))
@@ -128,7 +128,7 @@ def test_phase_deconv_values_and_gradients_equal_lax_conv_transpose():
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-def test_one_by_one_conv_equals_lax_conv():
+def test_the_cpus_one_by_one_matrix_product_equals_the_convolution_accelerators_run():
   x = jax.random.normal(jax.random.key(0), (2, 7, 6, 8))
   kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 5))
   for strides in (1, 2):

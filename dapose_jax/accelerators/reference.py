@@ -1,8 +1,8 @@
 """The plain model the compile command measures our programs against (``--reference plain``): a ResNet of the
 config's depth written with Flax's own layers (``nn.Conv``, ``nn.BatchNorm``, ``nn.ConvTranspose``), three 4 x 4
 stride-2 transposed convolutions of 256 channels and a 1 x 1 heatmap head (SimpleBaseline's shape and parameter
-count), trained by an MSE loss on given heatmaps with SGD and momentum: what a straightforward JAX implementation
-of the same network costs on the target."""
+count), trained by an MSE loss on given heatmaps with the config's source-only optimizer (the recipes': tllib's
+Adam): what a straightforward JAX implementation of the same network costs on the target."""
 
 import functools
 
@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from dapose_jax import parallel
+from dapose_jax.methods import common
 from dapose_jax.models import pose as pose_model, resnet
 from dapose_jax.pose import skeletons
 
@@ -62,7 +63,8 @@ def train_step(config, mesh, batch_size):
   """The lowered train step of the plain model for ``config``'s backbone, image size, keypoints and dtype."""
   model = PlainPoseNet(config.model.backbone, skeletons.get(config.source.keypoint_set).num_keypoints,
                        pose_model.DTYPES[config.model.dtype])
-  optimizer = optax.sgd(0.01, momentum=0.9)
+  c = config.source_only
+  optimizer = common.optimizer(c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay)
 
   def init(rng):
     variables = model.init(rng, jnp.zeros((1, 64, 64, 3)), train=False)

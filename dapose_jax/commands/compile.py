@@ -26,7 +26,10 @@ import warnings
 
 from absl import flags
 
-from dapose_jax import errors, parallel
+# The CUDA plugin only compiles here; jaxlib warns when its version differs (as it would not run it as a backend) on
+# importing JAX, which the next line does
+warnings.filterwarnings("ignore", message="JAX plugin jax_cuda12_plugin version", category=RuntimeWarning)
+from dapose_jax import errors, parallel  # noqa: E402
 from dapose_jax.commands import cli
 
 FLAGS = flags.FLAGS
@@ -49,7 +52,8 @@ def define_flags():
                        lower_bound=0)
   flags.DEFINE_enum("reference", None, ["plain"], "Also compile the plain model at the same settings: a ResNet of "
                     "the config's depth in Flax's own layers with SimpleBaseline's head and the same parameter count, "
-                    "trained by MSE and SGD (dapose_jax/accelerators/reference.py), as 'plain/train'.")
+                    "trained by MSE and the config's source-only optimizer (dapose_jax/accelerators/reference.py), as "
+                    "'plain/train'.")
   flags.DEFINE_string("out", None, "Write the results as JSON here (default: only the table).")
 
 
@@ -156,8 +160,6 @@ def main(argv):
   import os
 
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # libtpu: no metadata server to ask on this machine
-  # The CUDA plugin only compiles here; jaxlib warns when its version differs, as it would not run it as a backend
-  warnings.filterwarnings("ignore", message="JAX plugin jax_cuda12_plugin version", category=RuntimeWarning)
   import jax
 
   jax.config.update("jax_platforms", "cpu")  # the host runs nothing on a device; the targets are compiled for

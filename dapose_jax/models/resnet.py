@@ -27,20 +27,27 @@ BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)  # PyTor
 def conv2d(x, kernel, strides: int = 1, padding: int = 0):
   """NHWC convolution with kernel (kh, kw, in, out) and symmetric zero padding.
 
-  1x1 convolutions use `dot_general` (same math), whose backward pass XLA runs
-  faster on CPU than the convolution's. In a program compiled for the CPU,
+  In a program compiled for the CPU, 1x1 convolutions are `dot_general`s (same
+  math), whose backward pass XLA:CPU runs faster than the convolution's, and
   convolutions of >= 128 input channels take their kernel gradient from matrix
-  products (`_conv_matmul_kernel_grad`); the choice follows the platform the
-  program is lowered for, not the host's default backend, so a program compiled
-  here for a GPU or TPU gets the plain convolution.
+  products (`_conv_matmul_kernel_grad`). Accelerators get plain convolutions: on
+  an H100, 1x1 convolutions as matrix products moved 7 % more bytes per step,
+  all of it in the BatchNorm reductions around them. The choice follows the platform the program is lowered for, not the
+  host's default backend, so a program compiled here for a GPU or TPU gets the
+  convolutions.
   """
   s, p = strides, padding
   if kernel.shape[:2] == (1, 1) and p == 0:
-    return lax.dot_general(x[:, ::s, ::s], kernel[0, 0], (((3,), (0,)), ((), ())))
+    return lax.platform_dependent(x, kernel, cpu=functools.partial(_matmul_1x1, s=s),
+                                  default=functools.partial(_conv, s=s, p=p))
   if x.shape[-1] >= 128:
     return lax.platform_dependent(x, kernel, cpu=functools.partial(_conv_matmul_kernel_grad, s=s, p=p),
                                   default=functools.partial(_conv, s=s, p=p))
   return _conv(x, kernel, s, p)
+
+
+def _matmul_1x1(x, kernel, s):
+  return lax.dot_general(x[:, ::s, ::s], kernel[0, 0], (((3,), (0,)), ((), ())))
 
 
 def _conv(x, kernel, s, p):
