@@ -74,3 +74,42 @@ def test_select_on_names_an_evaluator_or_one_of_its_values():
   evals = {name: evaluator(tiny_config(), None, FixedPose(1)) for name in ("source", "target")}
   assert loop._selection(tiny_config(select_on="source"), evals) == ("source", "all")  # the headline
   assert loop._selection(tiny_config(select_on="target/wrist"), evals) == ("target", "wrist")
+
+
+class SubPixelPose(FixedPose):
+  """n copies of one sample whose keypoints lie between heatmap cells, inside a 128 px image."""
+
+  def __init__(self, n):
+    super().__init__(n)
+    self.keypoints = np.stack([np.linspace(30.3, 97.1, 16), np.linspace(95.6, 33.9, 16)], -1).astype(np.float32)
+
+  def __getitem__(self, index):
+    return {**super().__getitem__(index), "image": np.zeros((128, 128, 3), np.uint8)}
+
+
+@pytest.mark.parametrize("decoding", ["argmax", "quarter", "dark"])
+def test_the_coordinate_metrics_decode_as_their_decoding_setting_says(decoding):
+  config = tiny_config(image_size=128, heatmap_size=32)  # a stride of 4 px
+  source = SubPixelPose(5)
+  v, u = np.mgrid[0:32, 0:32]
+  cells = source.keypoints / 4
+  maps = np.stack([np.exp(-((u - x) ** 2 + (v - y) ** 2) / (2 * config.sigma ** 2)) for x, y in cells], -1)
+  exact = lambda state, images: jnp.broadcast_to(jnp.asarray(maps, jnp.float32), images.shape[:1] + maps.shape)
+  epe = evaluators.TYPES["epe"](exact, source, source.keypoint_set, config=config, mesh=parallel.make_mesh(),
+                                resize_pad=False, decoding=decoding).run(None)["all"]
+  counted = list(skeletons.BODY16.groups["all"])
+  peaks = np.round(cells)
+  quarter = peaks + 0.25 * np.sign(cells - peaks)  # a quarter cell toward the higher neighbour, the true side
+  argmax_epe, quarter_epe = (np.linalg.norm(xy * 4 - source.keypoints, axis=-1)[counted].mean()
+                             for xy in (peaks, quarter))
+  assert argmax_epe > 1.0 and quarter_epe < 0.6 * argmax_epe  # the integer peaks are more than a pixel off
+  expected = {"argmax": pytest.approx(argmax_epe, rel=1e-5), "quarter": pytest.approx(quarter_epe, rel=1e-5),
+              "dark": pytest.approx(0.0, abs=0.05 * 4)}  # DARK: within 0.05 cells
+  assert epe == expected[decoding]
+
+
+def test_an_unknown_decoding_is_named_with_the_evaluator():
+  config = tiny_config()
+  config.evals.target = dict(type="epe", domain="target", decoding="soft")
+  with pytest.raises(ValueError, match=r"config.evals.target: decoding='soft'; choose one of argmax, quarter, dark"):
+    evaluators.from_config(config, methods.get("source_only"), parallel.make_mesh())

@@ -53,6 +53,20 @@ def test_keypoints_are_mapped_back_to_the_pixels_of_non_square_images(tmp_path):
   assert Image.open(tmp_path / "out" / "tall.png").size == (20, 50)
 
 
+def test_keypoints_between_heatmap_cells_come_out_sub_pixel_by_dark_and_on_the_grid_by_argmax(tmp_path):
+  cells = np.stack([np.linspace(5.35, 26.6, 16), np.linspace(24.8, 6.2, 16)], -1)  # of a 32 x 32 heatmap
+  v, u = np.mgrid[0:32, 0:32]
+  maps = jnp.asarray(np.stack([np.exp(-((u - x) ** 2 + (v - y) ** 2) / 8.0) for x, y in cells], -1), jnp.float32)
+  model = fake_model(lambda config, state, images: jnp.broadcast_to(maps, images.shape[:1] + maps.shape), tmp_path,
+                     image_size=128, heatmap_size=32)
+  image = save(tmp_path / "a.png", 256, 256)  # 2 original pixels per input pixel, 8 per heatmap cell
+  for decoder, expected, tolerance in (("dark", cells * 8, 0.05 * 8), ("argmax", np.round(cells) * 8, 1e-9)):
+    predict.predict(model, parallel.make_mesh(), [image], tmp_path / decoder, decoder=decoder)
+    record = json.loads((tmp_path / decoder / "a.json").read_text())
+    assert record["decoding"] == decoder
+    np.testing.assert_allclose(np.array(record["keypoints"])[:, :2], expected, atol=tolerance)
+
+
 def test_a_file_that_is_no_image_is_named_and_the_others_still_run(tmp_path, capsys):
   good = save(tmp_path / "good.png", 32, 32)
   bad = tmp_path / "bad.jpg"

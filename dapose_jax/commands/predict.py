@@ -1,18 +1,19 @@
 """The ``predict`` command: the keypoints of images, from a trained checkpoint.
 
   python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
-      [--overwrite]
+      [--decoding=dark] [--overwrite]
 
 (also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``run.finished``). A
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
 EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
-as the evaluators decode it (heatmap argmax times the stride, ``decoding.keypoints_in_pixels``) and mapped back to the
-original image's pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
+by ``--decoding`` (``decoding.keypoints_in_pixels``: ``dark`` by default, sub-pixel; ``quarter``, mmpose's default;
+``argmax``, the integer peak times the stride, as the reference PCK decodes) and mapped back to the original image's
+pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
 ``--flip`` averages with the mirrored image's heatmaps (``finished.flip_tested``).
 
 Per image, DIR/STEM.json: {"image", "keypoints": [[x, y, confidence], ...] (confidence: the heatmap's maximum),
-"names", "keypoint_set", "checkpoint", "step", "flip"}, and DIR/STEM.png: the image with the skeleton drawn
+"names", "keypoint_set", "checkpoint", "step", "flip", "decoding"}, and DIR/STEM.png: the image with the skeleton drawn
 (``drawing.draw_keypoints``; keypoints of confidence <= 0 left out).
 
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
@@ -46,6 +47,9 @@ def define_flags():
   cli.define_model_flags()
   flags.DEFINE_string("out", None, "The folder to write STEM.json and STEM.png into (made if missing).")
   flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
+  flags.DEFINE_enum("decoding", "dark", decoding.DECODERS, "How heatmaps become keypoints: dark (DARK's sub-pixel "
+                    "Newton step), quarter (mmpose's quarter-cell shift) or argmax (the integer peak, as the reference "
+                    "PCK decodes).")
   flags.DEFINE_bool("overwrite", False, "Replace the outputs of an earlier prediction in --out.")
   flags.mark_flag_as_required("out")
 
@@ -110,23 +114,25 @@ def to_original(xy, corners, shape):
   return (np.asarray(xy, np.float64) - corners[0]) * [width, height] / (corners[1] - corners[0])
 
 
-def keypoint_predictor(model, mesh, flip=False):
-  """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K))."""
+def keypoint_predictor(model, mesh, flip=False, decoder="dark"):
+  """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K)), decoded by
+  ``decoder`` (one of ``decoding.DECODERS``)."""
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
 
   def predict(state, images):
-    return decoding.keypoints_in_pixels(method.eval_heatmaps(model.config, state, images), model.config.image_size)
+    heatmaps = method.eval_heatmaps(model.config, state, images)
+    return decoding.keypoints_in_pixels(heatmaps, model.config.image_size, decoder, model.config.sigma)
 
   data = parallel.data_sharding(mesh)
   return jax.jit(predict, in_shardings=(parallel.replicated(mesh), data), out_shardings=(data, data))
 
 
-def predict(model, mesh, paths, out, *, flip=False):
+def predict(model, mesh, paths, out, *, flip=False, decoder="dark"):
   """Writes the outputs of every image of ``paths`` that can be read into ``out`` and returns how many it wrote;
   each of the others gets a warning."""
   size, batch_size = model.config.image_size, model.config.eval_batch_size
   parallel.local_batch_size(batch_size)
-  predictor = keypoint_predictor(model, mesh, flip)
+  predictor = keypoint_predictor(model, mesh, flip, decoder)
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   written, pending = 0, []
@@ -137,7 +143,7 @@ def predict(model, mesh, paths, out, *, flip=False):
       images[i] = square
     xy, confidence = map(np.asarray, predictor(model.state, images))
     for i, (path, image, _, corners) in enumerate(pending):
-      _write(out, path, image, to_original(xy[i], corners, image.shape), confidence[i], model, flip)
+      _write(out, path, image, to_original(xy[i], corners, image.shape), confidence[i], model, flip, decoder)
     done = len(pending)
     pending.clear()
     return done
@@ -156,11 +162,12 @@ def predict(model, mesh, paths, out, *, flip=False):
   return written
 
 
-def _write(out, path, image, xy, confidence, model, flip):
+def _write(out, path, image, xy, confidence, model, flip, decoder):
   json_path, png_path = outputs(out, path)
   record = {"image": str(path), "keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(xy, confidence)],
             "names": list(model.keypoint_set.names), "keypoint_set": model.keypoint_set.name,
-            "checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "flip": flip}
+            "checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "flip": flip,
+            "decoding": decoder}
   json_path.write_text(json.dumps(record) + "\n")
   drawing.save_png(png_path, drawing.draw_keypoints(image, xy, model.keypoint_set, visible=confidence))
 
@@ -174,7 +181,8 @@ def main(argv):
   written = 0
   if paths:
     mesh = parallel.make_mesh()
-    written = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out, flip=FLAGS.flip)
+    written = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out, flip=FLAGS.flip,
+                      decoder=FLAGS.decoding)
   failed += len(paths) - written
   print(f"wrote the keypoints of {written} image(s) to {FLAGS.out}")
   if failed:

@@ -2,10 +2,11 @@
 and the metric classes of ``mmpose/evaluation/metrics/keypoint_2d_metrics.py``, mmpose 1.x).
 
 Coordinates are in input pixels (the ``config.image_size`` square the model sees, after the split's resize or
-resize-and-pad), not in the original image's pixels. A prediction is the integer argmax of its heatmap times the
-stride (``decoding.keypoints_in_pixels``): the inverse of the targets' centre ``int(x / stride + 0.5)``, the decoding
-tllib's PCK scores, without mmpose's quarter-pixel shift toward the higher neighbour, so these metrics and
-``pck`` judge the same predictions. It quantises: a perfect heatmap is up to stride / 2 off per axis. The
+resize-and-pad), not in the original image's pixels. Predictions are decoded by the evaluator's ``decoding``
+setting, one of ``decoding.DECODERS`` (``pose/decoding.py``, ``keypoints_in_pixels``): ``argmax`` by default, the
+integer argmax of the heatmap times the stride, the inverse of the targets' centre ``int(x / stride + 0.5)`` and the
+decoding tllib's PCK scores, so that these metrics and ``pck`` judge the same predictions (it quantises: a perfect
+heatmap is up to stride / 2 off per axis); ``quarter`` is mmpose's default refinement and ``dark`` DARK's. The
 ground truth is the split's keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
 
 - ``pck_bbox`` (mmpose ``PCKAccuracy(norm_item="bbox")`` with ``keypoint_pck_accuracy``): a keypoint is correct
@@ -31,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dapose_jax import parallel
+from dapose_jax import errors, parallel
 from dapose_jax.data import pipeline
-from dapose_jax.pose import decoding
+from dapose_jax.pose import decoding as _decoding
 
 
 class CoordinateMetric:
@@ -43,7 +44,10 @@ class CoordinateMetric:
 
   headline = "all"
 
-  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad):
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax"):
+    if decoding not in _decoding.DECODERS:
+      raise errors.ConfigError(f"decoding={decoding!r}; choose one of {', '.join(_decoding.DECODERS)}")
+    self.decoding, self._sigma = decoding, config.sigma
     self.keys = tuple(keypoint_set.groups)
     self._groups = {name: list(indices) for name, indices in keypoint_set.groups.items()}
     self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
@@ -55,7 +59,7 @@ class CoordinateMetric:
 
   def _global_batch_sums(self, heatmaps, batch):
     """The sums of one global batch (traced once): ``_batch_sums`` of the decoded predictions and the truth."""
-    pred, _ = decoding.keypoints_in_pixels(heatmaps, self._image_size)
+    pred, _ = _decoding.keypoints_in_pixels(heatmaps, self._image_size, self.decoding, self._sigma)
     counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
     return self._batch_sums(pred, batch["keypoints"], counted)
 
@@ -85,10 +89,11 @@ def _distances(pred, truth):
 class PCKBBox(CoordinateMetric):
   """mmpose PCK normalised by the box of the visible ground-truth keypoints (see the module docstring)."""
 
-  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05):
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05, decoding="argmax"):
     self.description = f"PCK@{threshold} of the keypoints' box size (mmpose PCKAccuracy, norm_item='bbox') in percent"
     self._threshold = threshold
-    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
+                     decoding=decoding)
 
   def _batch_sums(self, pred, truth, counted):
     low = jnp.min(jnp.where(counted[..., None], truth, jnp.inf), axis=-2)
@@ -107,12 +112,13 @@ class PCKAUC(CoordinateMetric):
   """mmpose AUC: the mean PCK over thresholds 0, 1/n, .. (n-1)/n of ``norm_factor`` pixels (module docstring)."""
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, norm_factor=30.0,
-               num_thresholds=20):
+               num_thresholds=20, decoding="argmax"):
     self.description = (f"area under the PCK curve, {num_thresholds} thresholds up to {num_thresholds - 1}/"
                         f"{num_thresholds} of {norm_factor} px (mmpose AUC) in percent")
     self._norm_factor = norm_factor
     self._thresholds = jnp.arange(num_thresholds, dtype=jnp.float32) / num_thresholds
-    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
+                     decoding=decoding)
 
   def _batch_sums(self, pred, truth, counted):
     normalised = _distances(pred, truth) / self._norm_factor  # (B, K)

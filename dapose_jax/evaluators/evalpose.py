@@ -1,6 +1,6 @@
 """EvalPose (Dua et al.) of one split: the mean over its images of ``metrics.evalpose`` x 100.
 
-Predictions are decoded as the coordinate metrics decode them (``decoding.keypoints_in_pixels``: the integer
+Predictions are decoded as the coordinate metrics decode them (their ``decoding`` setting; by default the integer
 argmax times the stride). An image counts when it has at least one angle of the keypoint set
 (``skeletons.KeypointSet.angles``) whose three ground-truth keypoints are visible; EvalPose is 0 where none does.
 It is invariant to scale, translation and in-plane rotation of either pose, so it judges the articulation that
@@ -19,8 +19,9 @@ class EvalPose(coordinates.CoordinateMetric):
 
   description = "EvalPose (cosine of the joint-angle vectors of prediction and truth) x 100, mean over images"
 
-  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad):
-    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax"):
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
+                     decoding=decoding)
     self.keys = ("all",)
 
   def _batch_sums(self, pred, truth, counted):

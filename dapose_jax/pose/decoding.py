@@ -5,7 +5,10 @@ as (x, y), x the column and y the row.
 
 - ``argmax_2d``: the integer argmax in heatmap cells and each map's maximum (tllib ``get_max_preds``): the reference
   PCK, the mean teacher's and the geometric method's peaks.
-- ``keypoints_in_pixels``: ``argmax_2d`` times the stride, in input pixels (the evaluators, ``predict``).
+- ``keypoints_in_cells`` by a named decoder of ``DECODERS``: ``argmax`` (``argmax_2d``: tllib's, the reference PCK),
+  ``quarter`` (mmpose's default: a quarter cell toward the higher neighbour) or ``dark`` (DARK, Zhang et al.,
+  CVPR 2020: a Newton step on the Gaussian-smoothed log-heatmap); ``keypoints_in_pixels``: the same times the
+  stride, in input pixels (the coordinate evaluators, ``predict``).
 - ``soft_argmax`` at ``soft_argmax_temperature``, and ``heatmap_keypoints`` (its relative form, normalised as the
   reconstruction generator's keypoints): the differentiable keypoints of the geometric reconstruction.
 - ``pixels_to_normalised`` / ``normalised_to_pixels``: pixel indices of a map <-> [-1, 1] coordinates (the
@@ -14,6 +17,8 @@ as (x, y), x the column and y the row.
 
 All functions but the config-time ``soft_argmax_temperature`` (NumPy) are pure jnp and work under ``jit``/``vmap``.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -50,14 +55,100 @@ def argmax_2d(heatmaps):
   return xy * (maxvals > 0)[..., None], maxvals
 
 
-def keypoints_in_pixels(heatmaps, image_size):
-  """The evaluators' decoding: ``argmax_2d`` times the stride image_size / H, the inverse of the targets' centre
-  ``int(x / stride + 0.5)`` (tllib's PCK decoding; mmpose's without its quarter-pixel shift).
+DECODERS = ("argmax", "quarter", "dark")
 
-  Returns (xy (..., K, 2) in input pixels, confidence (..., K): each map's maximum) of heatmaps (..., H, W, K).
+
+def keypoints_in_cells(heatmaps, decoder="argmax", sigma=2.0):
+  """Keypoints of (..., H, W, K) heatmaps in heatmap cells by ``decoder`` (one of ``DECODERS``), and each map's
+  maximum as its confidence. All three start from ``argmax_2d`` (a map whose maximum is <= 0 stays at (0, 0)):
+
+  - ``argmax``: the integer argmax, unrefined (tllib; a perfect heatmap is up to half a cell off per axis).
+  - ``quarter`` (mmpose 1.x ``refine_keypoints``): each coordinate moves a quarter cell toward the higher of its
+    two neighbours along that axis (none where they are equal); x only where 1 < x < W - 1, y only where
+    1 < y < H - 1 (mmpose's bounds, which leave column and row 1 unrefined too).
+  - ``dark`` (mmpose 1.x ``refine_keypoints_dark``): each map is blurred by a Gaussian of kernel size
+    ``dark_kernel_size(sigma)`` (11 for sigma 2, mmpose's) and standard deviation 0.3 ((size - 1) / 2 - 1) + 0.8
+    (OpenCV's for that size) with zeros outside the map, rescaled to its maximum before the blur, clipped at
+    1e-10 and logged; the keypoint moves by -H^-1 g, g and H the central-difference gradient and Hessian of the
+    log-map at the argmax (steps of one cell, the second derivatives over two), where 1 < x < W - 2,
+    1 < y < H - 2 and det H != 0. ``sigma`` is the targets' (``config.sigma``): on a Gaussian heatmap the
+    log-map is a paraboloid, whose vertex the step finds.
   """
   xy, confidence = argmax_2d(heatmaps)
+  if decoder == "argmax":
+    return xy, confidence
+  if decoder == "quarter":
+    return xy + _quarter_offsets(heatmaps, xy), confidence
+  if decoder == "dark":
+    return xy + _dark_offsets(heatmaps, xy, dark_kernel_size(sigma)), confidence
+  raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
+
+
+def keypoints_in_pixels(heatmaps, image_size, decoder="argmax", sigma=2.0):
+  """``keypoints_in_cells`` times the stride image_size / H, in input pixels: the coordinate evaluators' and
+  ``predict``'s decoding. With ``argmax`` it inverts the targets' centre ``int(x / stride + 0.5)`` as tllib's PCK
+  decodes; mmpose scales its refined cells by the same stride.
+
+  Returns (xy (..., K, 2) in input pixels, confidence (..., K): each map's maximum).
+  """
+  xy, confidence = keypoints_in_cells(heatmaps, decoder, sigma)
   return xy * (image_size / heatmaps.shape[-2]), confidence
+
+
+def dark_kernel_size(sigma):
+  """The blur kernel that ``dark`` uses for targets of ``sigma``: 6 sigma - 1, odd (mmpose's 11 for 2, 17 for 3)."""
+  return max(2 * int(round(3 * sigma)) - 1, 3)
+
+
+def _sample(maps, x, y):
+  """maps (..., H, W, K) at the integer cells (x, y) of shape (..., K), clipped into the map."""
+  *batch, height, width, k = maps.shape
+  flat = jnp.moveaxis(maps, -1, -3).reshape(*batch, k, height * width)
+  index = jnp.clip(y, 0, height - 1) * width + jnp.clip(x, 0, width - 1)
+  return jnp.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+
+
+def _quarter_offsets(heatmaps, xy):
+  height, width = heatmaps.shape[-3:-1]
+  x, y = xy[..., 0].astype(jnp.int32), xy[..., 1].astype(jnp.int32)
+  at = functools.partial(_sample, heatmaps.astype(jnp.float32))
+  dx = jnp.where((1 < x) & (x < width - 1) & (0 < y) & (y < height), at(x + 1, y) - at(x - 1, y), 0.0)
+  dy = jnp.where((1 < y) & (y < height - 1) & (0 < x) & (x < width), at(x, y + 1) - at(x, y - 1), 0.0)
+  return 0.25 * jnp.sign(jnp.stack([dx, dy], axis=-1))
+
+
+def _gaussian_blur(heatmaps, size):
+  """Each (..., H, W, K) map convolved with a ``size`` x ``size`` Gaussian (OpenCV's standard deviation for that
+  size), zeros outside the map, then rescaled to the map's own maximum."""
+  std = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+  taps = np.exp(-np.arange(-(size // 2), size // 2 + 1) ** 2 / (2 * std * std))
+  taps = jnp.asarray(taps / taps.sum(), jnp.float32)
+  *batch, height, width, k = heatmaps.shape
+  maps = jnp.moveaxis(heatmaps.reshape(-1, height, width, k), -1, 1).reshape(-1, height, width, 1)
+  pad = size // 2
+  for kernel, padding in ((taps[:, None, None, None], ((pad, pad), (0, 0))),
+                          (taps[None, :, None, None], ((0, 0), (pad, pad)))):
+    maps = jax.lax.conv_general_dilated(maps, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  maps = jnp.moveaxis(maps.reshape(-1, k, height, width), 1, -1).reshape(*batch, height, width, k)
+  peak = jnp.max(heatmaps, axis=(-3, -2), keepdims=True)
+  blurred_peak = jnp.max(maps, axis=(-3, -2), keepdims=True)
+  return maps * jnp.where(blurred_peak > 0, peak / jnp.where(blurred_peak > 0, blurred_peak, 1.0), 1.0)
+
+
+def _dark_offsets(heatmaps, xy, size):
+  height, width = heatmaps.shape[-3:-1]
+  log_maps = jnp.log(jnp.maximum(_gaussian_blur(heatmaps.astype(jnp.float32), size), 1e-10))
+  x, y = xy[..., 0].astype(jnp.int32), xy[..., 1].astype(jnp.int32)
+  at = lambda dx, dy: _sample(log_maps, x + dx, y + dy)
+  gx, gy = 0.5 * (at(1, 0) - at(-1, 0)), 0.5 * (at(0, 1) - at(0, -1))
+  hxx = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
+  hyy = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
+  hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+  det = hxx * hyy - hxy * hxy
+  inside = (1 < x) & (x < width - 2) & (1 < y) & (y < height - 2) & (det != 0)
+  det = jnp.where(inside, det, 1.0)
+  offset = -jnp.stack([hyy * gx - hxy * gy, hxx * gy - hxy * gx], axis=-1) / det[..., None]
+  return jnp.where(inside[..., None], offset, 0.0)
 
 
 def soft_argmax(heatmaps, temperature, relative=False):
