@@ -1,4 +1,5 @@
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -79,10 +80,12 @@ def run_module(*args, timeout=120):
 def test_dapose_jax_dispatches_to_its_commands_and_names_an_unknown_one():
   listing = run_module("dapose_jax")
   assert listing.returncode == 2 and all(f"  {name} " in listing.stdout for name in ("train", "style", "build"))
+  version = run_module("dapose_jax", "--version")
+  assert version.returncode == 0 and re.fullmatch(r"dapose-jax \d+\.\d+\S*\n", version.stdout)
   unknown = run_module("dapose_jax", "trian")
   assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr
-  build_help = run_module("dapose_jax", "build", "--help")  # absl ends --help with exit status 1
-  assert "Builds a data set" in build_help.stdout and "--manual_dir" in build_help.stdout
+  build_help = run_module("dapose_jax", "build", "--help")
+  assert build_help.returncode == 0 and "Builds a data set" in build_help.stdout and "--manual_dir" in build_help.stdout
   assert "--dataset" in build_help.stdout and "--workdir" not in build_help.stdout
   missing = run_module("dapose_jax", "build", "--manual_dir=/nowhere")
   assert missing.returncode != 0 and "--dataset" in missing.stderr

@@ -19,6 +19,7 @@ from dapose_jax import errors
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("dapose_jax")
+HELP = {"-h", "--help", "-?", "--helpshort", "--helpfull"}
 
 COMMANDS = {
     "train": ("dapose_jax.commands.train", "train a method (with the stages it needs) and evaluate it"),
@@ -205,6 +206,9 @@ def run_command(command, argv=None):
   for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
   sys.modules["__main__"].__doc__ = command.__doc__
+  if HELP.intersection((sys.argv if argv is None else argv)[1:]):  # absl's own --help exits with status 1
+    print(f"{command.__doc__.strip()}\n\nflags:\n{FLAGS.module_help(sys.argv[0])}")
+    sys.exit(0)
   app.run(_reporting_user_errors(command.main), argv=argv, flags_parser=_parse_flags)
 
 
@@ -254,6 +258,11 @@ def main(argv=None):
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(_usage())
     sys.exit(0 if len(argv) >= 2 else 2)
+  if argv[1] == "--version":
+    from importlib import metadata
+
+    print(f"dapose-jax {metadata.version('dapose_jax')}")
+    sys.exit(0)
   if argv[1] not in COMMANDS:
     print(f"dapose-jax: unknown command {argv[1]!r}\n\n{_usage()}", file=sys.stderr)
     sys.exit(2)
