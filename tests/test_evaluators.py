@@ -113,3 +113,29 @@ def test_an_unknown_decoding_is_named_with_the_evaluator():
   config.evals.target = dict(type="epe", domain="target", decoding="soft")
   with pytest.raises(ValueError, match=r"config.evals.target: decoding='soft'; choose one of argmax, quarter, dark"):
     evaluators.from_config(config, methods.get("source_only"), parallel.make_mesh())
+
+
+def test_the_evaluators_of_one_split_share_one_pass_and_score_as_each_alone():
+  config = tiny_config()  # test splits of 12 images, evaluation batches of 8: 2 batches per split
+  config.evals = {"target": dict(type="pck", domain="target"), "target_epe": dict(type="epe", domain="target"),
+                  "target_auc": dict(type="pck_auc", domain="target", decoding="dark"),
+                  "source": dict(type="pck", domain="source", threshold=0.1)}
+  evals = evaluators.from_config(config, methods.get("source_only"), parallel.make_mesh())
+  calls = []
+  rng = np.random.default_rng(0)
+  maps = {}
+
+  def predict(state, images):  # fixed random heatmaps per batch of images, counting the calls
+    calls.append(images.shape)
+    key = np.asarray(images).tobytes()
+    maps.setdefault(key, jnp.asarray(rng.uniform(0, 1, (images.shape[0], 8, 8, 16)), jnp.float32))
+    return maps[key]
+
+  for e in evals.values():
+    e.predict = predict
+  lines = []
+  together = evaluators.run_all(evals, None, log=lines.append)
+  assert len(calls) == 4 and len(lines) == 2 and all("images/s" in line for line in lines)
+  alone = {name: e.run(None) for name, e in evals.items()}
+  assert together == alone and list(together) == list(evals)
+  assert 0 < together["target"]["all"] < 100 and together["target_epe"]["all"] > 0

@@ -9,7 +9,8 @@ The evaluators are the run's ``config.evals`` (by default PCK@0.05 per group wit
 target and the source test split), as the train log and ``results.json`` have them: the run's own checkpoint on
 its own test split gives the numbers of ``results.json``. ``--thresholds`` runs every evaluator that has a
 threshold once per value (named NAME@T); ``--metrics`` adds evaluator types per domain (named DOMAIN_TYPE; see
-``dapose_jax/evaluators``); ``--flip`` averages with the mirrored images (``finished.flip_tested``).
+``dapose_jax/evaluators``); ``--flip`` averages with the mirrored images (``finished.flip_tested``). The evaluators
+of one split share one pass over it (``evaluators.run_all``), logging its progress in images/s.
 
 The JSON (default RUN/evaluate_SPLIT_best.json or RUN/evaluate_SPLIT_stepN.json) holds the checkpoint, its step,
 the split and ``results`` {evaluator: {key: value}} with each evaluator's description in ``metrics``; an
@@ -87,7 +88,7 @@ def evaluate(model, mesh, evals, *, flip=False):
   parallel.local_batch_size(config.eval_batch_size)
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
   chosen = evaluators.from_config(config, method, mesh)
-  results = {name: evaluator.run(model.state) for name, evaluator in chosen.items()}
+  results = evaluators.run_all(chosen, model.state, log=cli.log.info)
   return results, {name: evaluator.description for name, evaluator in chosen.items()}
 
 

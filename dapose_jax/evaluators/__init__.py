@@ -12,7 +12,8 @@ TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics 
 similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source);
 "pseudo_labels" (``pseudo_labels.py``, the accuracy and M2D/M3D selection of a method's pseudo-labels, e.g.
 ``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``).
-A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``.
+A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``. ``run_all`` runs them, the
+ones on one split in one pass over it (``passes.py``).
 """
 
 import jax
@@ -21,11 +22,14 @@ import numpy as np
 from dapose_jax import errors, parallel
 from dapose_jax.config import defaults
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, evalpose, pck, pose_bins, pseudo_labels
+from dapose_jax.evaluators import coordinates, evalpose, passes, pck, pose_bins, pseudo_labels
 from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
          "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
+
+
+run_all = passes.run_all
 
 
 def heatmap_predictor(config, method, mesh):
@@ -42,7 +46,7 @@ def from_config(config, method, mesh):
   if config.evals and method.eval_heatmaps is None:
     raise errors.ConfigError(f"method {method.name!r} has no pose output to evaluate; config.evals must be empty")
   predict = heatmap_predictor(config, method, mesh) if config.evals else None
-  evaluators = {}
+  evaluators, opened = {}, {}
   for name, spec in config.evals.items():
     spec = spec.to_dict()
     kind, domain, split = spec.pop("type", None), spec.pop("domain", None), spec.pop("split", "test")
@@ -55,7 +59,9 @@ def from_config(config, method, mesh):
         raise errors.ConfigError(f"config.evals.{name}.type='pseudo_labels' needs a method with pseudo-labels "
                                  f"(geometric); method {method.name!r} has none")
       spec["method"] = method
-    source = sources.make_source(config[domain], split)
+    if (domain, split) not in opened:  # the evaluators of one split share its source, and so one pass (run_all)
+      opened[domain, split] = sources.make_source(config[domain], split)
+    source = opened[domain, split]
     try:
       evaluators[name] = TYPES[kind](predict, source, source.keypoint_set, config=config, mesh=mesh,
                                      resize_pad=config[domain].resize_pad, **spec)

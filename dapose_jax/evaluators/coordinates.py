@@ -33,26 +33,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from dapose_jax import errors, parallel
-from dapose_jax.data import pipeline
+from dapose_jax.evaluators import passes
 from dapose_jax.pose import decoding as _decoding
 
 
-class CoordinateMetric:
-  """One pass over a split: per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on
-  the host, then ``_result``. Subclasses set ``description`` and the two functions; one that needs the heatmaps
-  or more of the batch replaces ``_global_batch_sums(heatmaps, batch)`` instead of ``_batch_sums``."""
+class CoordinateMetric(passes.SplitEvaluator):
+  """Per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on the host, then
+  ``_result``. Subclasses set ``description`` and the two functions; one that needs the heatmaps or more of the
+  batch replaces ``_global_batch_sums(heatmaps, batch)`` instead of ``_batch_sums``."""
 
   headline = "all"
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax"):
     if decoding not in _decoding.DECODERS:
       raise errors.ConfigError(f"decoding={decoding!r}; choose one of {', '.join(_decoding.DECODERS)}")
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
     self.decoding, self._sigma = decoding, config.sigma
     self.keys = tuple(keypoint_set.groups)
     self._groups = {name: list(indices) for name, indices in keypoint_set.groups.items()}
-    self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
-    self._mesh = mesh
-    self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)
     self._image_size = config.image_size
     data = parallel.data_sharding(mesh)
     self._sums = jax.jit(self._global_batch_sums, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
@@ -63,13 +61,14 @@ class CoordinateMetric:
     counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
     return self._batch_sums(pred, batch["keypoints"], counted)
 
-  def run(self, state):
-    total = None
-    for batch in pipeline.eval_batches(self.source, **self._batching):
-      batch = parallel.to_global(batch, self._mesh)
-      sums = jax.device_get(self._sums(self.predict(state, batch["image"]), batch))
-      sums = jax.tree.map(lambda x: np.asarray(x, np.float64), sums)
-      total = sums if total is None else jax.tree.map(np.add, total, sums)
+  def start(self):
+    return None
+
+  def update(self, total, heatmaps, batch, real):
+    sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(self._sums(heatmaps, batch)))
+    return sums if total is None else jax.tree.map(np.add, total, sums)
+
+  def finish(self, total):
     return {name: float(value) for name, value in self._result(total).items()}
 
   def _group_rates(self, hits, counted):

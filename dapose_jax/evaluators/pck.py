@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from dapose_jax import parallel
-from dapose_jax.data import pipeline
+from dapose_jax.evaluators import passes
 from dapose_jax.pose import keypoints, metrics
 
 
-class PCK:
+class PCK(passes.SplitEvaluator):
   """The reference's per-batch PCK (``metrics.pck_hits``: argmax of prediction and target heatmaps, distance
   below ``threshold`` of the heatmap side) aggregated over the split as ``aggregation`` says
   (``metrics.GroupPCK``: 'tllib' or 'udape'); one value per group of the keypoint set, headline ``all``."""
@@ -19,12 +19,10 @@ class PCK:
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05,
                aggregation="tllib"):
     metrics.GroupPCK(keypoint_set.groups, mode=aggregation)  # checks the mode now
+    super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
     self.keys = tuple(keypoint_set.groups)
     self.description = f"PCK@{threshold} in percent ({aggregation} aggregation)"
-    self.predict, self.source, self.keypoint_set, self.resize_pad = predict, source, keypoint_set, resize_pad
     self._groups, self._aggregation = keypoint_set.groups, aggregation
-    self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)
-    self._mesh = mesh
 
     def counts(heatmaps, batch):
       """Per-keypoint (correct, counted) sums over the real samples of one global batch."""
@@ -36,12 +34,14 @@ class PCK:
     data = parallel.data_sharding(mesh)
     self._counts = jax.jit(counts, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
 
-  def run(self, state):
-    table = metrics.GroupPCK(self._groups, mode=self._aggregation)
-    for batch in pipeline.eval_batches(self.source, **self._batching):
-      real = int(batch["mask"].sum())
-      batch = parallel.to_global(batch, self._mesh)
-      correct, counted = jax.device_get(self._counts(self.predict(state, batch["image"]), batch))
-      per_keypoint = np.where(counted > 0, correct / np.maximum(counted, 1), -1.0)
-      table.update(per_keypoint, parallel.global_sum(real))
+  def start(self):
+    return metrics.GroupPCK(self._groups, mode=self._aggregation)
+
+  def update(self, table, heatmaps, batch, real):
+    correct, counted = jax.device_get(self._counts(heatmaps, batch))
+    per_keypoint = np.where(counted > 0, correct / np.maximum(counted, 1), -1.0)
+    table.update(per_keypoint, parallel.global_sum(real))
+    return table
+
+  def finish(self, table):
     return {name: 100.0 * value for name, value in table.result().items()}

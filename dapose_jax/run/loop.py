@@ -213,7 +213,7 @@ def train_and_evaluate(config, workdir):
           writer.write(step, "train", values)
         if evals and (step % config.eval_every == 0 or step == total_steps):
           eval_start = time.perf_counter()
-          result = {name: evaluator.run(state) for name, evaluator in evals.items()}
+          result = evaluators.run_all(evals, state)
           writer.write(step, "eval", result)
           for name, evaluator in drawn.items():
             writer.write_images(step, f"pictures/{name}", evaluators.pictures(
