@@ -13,7 +13,7 @@ from dapose_jax import errors, parallel
 from dapose_jax.commands import predict
 from dapose_jax.methods import base
 from dapose_jax.pose import skeletons
-from dapose_jax.run import finished
+from dapose_jax.run import finished, predictor
 from tests.test_evaluate import run_cli
 from tests.test_train import tiny_config, tiny_run
 
@@ -130,13 +130,13 @@ def test_the_flip_test_of_a_mirror_consistent_model_agrees_with_it_everywhere(tm
   images[:, 10, 5] = 255  # left half: row 10, column 5 -> cell (1, 3) -> input (4, 12)
   images[:, 20, 22] = 255  # right half: row 20, column 22 -> cell (6, 5) -> input (24, 20)
   model, mesh = fake_model(left_right_detector, tmp_path), parallel.make_mesh()
-  xy, confidence = map(np.asarray, predict.keypoint_predictor(model, mesh, flip=True)(model.state, images))
+  xy, confidence, _ = map(np.asarray, predictor.keypoint_predictor(model, mesh, flip=True)(model.state, images))
   names = skeletons.BODY16.names
   expected = [(4, 12) if n.startswith("r_") else (24, 20) if n.startswith("l_") else (16, 4) for n in names]
   np.testing.assert_array_equal(xy, np.broadcast_to(np.array(expected, np.float32), xy.shape))
   # both halves of the average agree: 1.0 (a wrong pair swap or shift would leave 0.5)
   np.testing.assert_array_equal(confidence, np.ones((4, 16)))
-  plain_xy, _ = predict.keypoint_predictor(model, mesh)(model.state, images)
+  plain_xy, _, _ = predictor.keypoint_predictor(model, mesh)(model.state, images)
   np.testing.assert_array_equal(xy, plain_xy)
 
 

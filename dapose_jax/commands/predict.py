@@ -7,7 +7,7 @@
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
 EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
-by ``--decoding`` (``decoding.keypoints_in_pixels``: ``dark`` by default, sub-pixel; ``quarter``, mmpose's default;
+by ``--decoding`` (``run.predictor``: ``dark`` by default, sub-pixel; ``quarter``, mmpose's default;
 ``argmax``, the integer peak times the stride, as the reference PCK decodes) and mapped back to the original image's
 pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)).
 ``--flip`` averages with the mirrored image's heatmaps (``finished.flip_tested``).
@@ -27,17 +27,13 @@ import json
 import pathlib
 import sys
 
-import jax
-import numpy as np
 from absl import app, flags
-from PIL import Image, ImageOps
 
 from dapose_jax import errors, parallel
-from dapose_jax.augment import transforms
 from dapose_jax.commands import cli
 from dapose_jax.plots import drawing
 from dapose_jax.pose import decoding
-from dapose_jax.run import finished
+from dapose_jax.run import finished, predictor
 
 FLAGS = flags.FLAGS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -95,70 +91,29 @@ def outputs(out, path):
   return pathlib.Path(out) / f"{path.stem}.json", pathlib.Path(out) / f"{path.stem}.png"
 
 
-def read_image(path):
-  """The uint8 RGB (H, W, 3) pixels of an image file, turned as its EXIF orientation says."""
-  with Image.open(path) as image:
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-
-
-def to_input(image, size):
-  """(the model's input: ``image`` resized and padded to ``size`` x ``size``, the input positions of the
-  original image's corners (0, 0) and (W, H)): what ``to_original`` inverts."""
-  height, width = image.shape[:2]
-  return transforms.resize_pad(image, np.array([[0.0, 0.0], [width, height]]), size)
-
-
-def to_original(xy, corners, shape):
-  """Input-pixel keypoints (K, 2) back in the pixels of the original image of ``shape`` (H, W, ...)."""
-  height, width = shape[:2]
-  return (np.asarray(xy, np.float64) - corners[0]) * [width, height] / (corners[1] - corners[0])
-
-
-def keypoint_predictor(model, mesh, flip=False, decoder="dark"):
-  """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K)), decoded by
-  ``decoder`` (one of ``decoding.DECODERS``)."""
-  method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
-
-  def predict(state, images):
-    heatmaps = method.eval_heatmaps(model.config, state, images)
-    return decoding.keypoints_in_pixels(heatmaps, model.config.image_size, decoder, model.config.sigma)
-
-  data = parallel.data_sharding(mesh)
-  return jax.jit(predict, in_shardings=(parallel.replicated(mesh), data), out_shardings=(data, data))
-
-
 def predict(model, mesh, paths, out, *, flip=False, decoder="dark"):
   """Writes the outputs of every image of ``paths`` that can be read into ``out`` and returns how many it wrote;
   each of the others gets a warning."""
-  size, batch_size = model.config.image_size, model.config.eval_batch_size
-  parallel.local_batch_size(batch_size)
-  predictor = keypoint_predictor(model, mesh, flip, decoder)
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  written, pending = 0, []
+  readable = []
 
-  def flush():
-    images = np.zeros((batch_size, size, size, 3), np.uint8)
-    for i, (_, _, square, _) in enumerate(pending):
-      images[i] = square
-    xy, confidence = map(np.asarray, predictor(model.state, images))
-    for i, (path, image, _, corners) in enumerate(pending):
-      _write(out, path, image, to_original(xy[i], corners, image.shape), confidence[i], model, flip, decoder)
-    done = len(pending)
-    pending.clear()
-    return done
+  def images():
+    for path in paths:
+      try:
+        image = predictor.read_image(path)
+      except Exception as error:  # noqa: BLE001  whatever the file holds, the other images still run
+        warn(path, f"cannot be read as an image ({errors.one_line(error)})")
+        continue
+      readable.append((path, image))
+      yield image
 
-  for path in paths:
-    try:
-      image = read_image(path)
-    except Exception as error:  # noqa: BLE001  whatever the file holds, the other images still run
-      warn(path, f"cannot be read as an image ({errors.one_line(error)})")
-      continue
-    pending.append((path, image, *to_input(image, size)))
-    if len(pending) == batch_size:
-      written += flush()
-  if pending:
-    written += flush()
+  written = 0
+  for xy, confidence, _ in predictor.predict_batches(model, mesh, images(), flip=flip, decoder=decoder):
+    path, image = readable[written]
+    readable[written] = None
+    _write(out, path, image, xy, confidence, model, flip, decoder)
+    written += 1
   return written
 
 

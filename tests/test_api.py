@@ -1,0 +1,65 @@
+"""The Python API (dapose_jax.load, run.predictor.PoseModel): the README's block runs, every image form gives
+the keypoints the predict command writes, and drawing leaves out what is below the threshold."""
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dapose_jax
+from dapose_jax import parallel
+from dapose_jax.commands import predict
+from dapose_jax.run import finished
+from tests.test_train import tiny_run
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readmes_python_block_runs_on_a_trained_run(capsys):
+  block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+  assert 'dapose_jax.load("runs/demo/best")' in block
+  namespace = {}
+  exec(block.replace('"runs/demo/best"', repr(str(tiny_run() / "best"))), namespace)  # noqa: S102
+  assert namespace["picture"].shape == (240, 320, 3) and namespace["picture"].dtype == np.uint8
+  assert len(namespace["results"]) == 2 and capsys.readouterr().out.startswith(namespace["model"].keypoint_set.names[0])
+
+
+def test_every_image_form_gives_the_keypoints_the_predict_command_writes(tmp_path):
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (40, 56, 3), np.uint8)
+  path = tmp_path / "a.png"
+  Image.fromarray(image).save(path)
+  model = dapose_jax.load(tiny_run())
+  assert model.step == max(int(p.name) for p in (tiny_run() / "checkpoints").iterdir() if p.name.isdigit())
+  forms = [model.predict(image), model.predict(path), model.predict(str(path)), model.predict(Image.open(path)),
+           *model.predict([image, path]), *model.predict(np.stack([image, image]))]
+  mesh = parallel.make_mesh()
+  loaded = finished.load(finished.read_config(tiny_run() / "config.json"), tiny_run(), mesh)
+  assert predict.predict(loaded, mesh, [path], tmp_path / "out") == 1
+  written = np.array(json.loads((tmp_path / "out" / "a.json").read_text())["keypoints"])
+  for result in forms:
+    np.testing.assert_allclose(result.keypoints, written[:, :2], rtol=1e-6)
+    np.testing.assert_allclose(result.confidence, written[:, 2], rtol=1e-6)
+    assert result.names == model.keypoint_set.names and result.heatmaps is None
+  assert model.predict(image, heatmaps=True).heatmaps.shape == (8, 8, model.keypoint_set.num_keypoints)
+  # keypoints lie in the image's own pixels: within its 56 x 40 frame give or take the padding's reach
+  assert np.all(forms[0].keypoints > -56) and np.all(forms[0].keypoints < 2 * 56)
+
+
+def test_draw_leaves_out_the_keypoints_at_or_below_the_threshold():
+  model = dapose_jax.load(tiny_run() / "best")
+  image = np.zeros((64, 64, 3), np.uint8)
+  result = model.predict(image)
+  assert np.any(model.draw(image, result) != 0)
+  assert not np.any(model.draw(image, result, threshold=float(result.confidence.max())))
+
+
+def test_a_wrong_image_or_decoding_is_refused_in_one_line():
+  model = dapose_jax.load(tiny_run())
+  with pytest.raises(ValueError, match=r"uint8 \(H, W, 3\) RGB array, got float64 \(4, 4\)"):
+    model.predict(np.zeros((4, 4)))
+  with pytest.raises(ValueError, match="decoding='soft'; choose one of argmax, quarter, dark"):
+    model.predict(np.zeros((8, 8, 3), np.uint8), decoding="soft")
