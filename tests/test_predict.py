@@ -156,3 +156,14 @@ def test_the_command_writes_json_and_png_names_a_bad_file_and_exits_1(tmp_path):
   assert Image.open(out / "person.png").size == (48, 40)
   again = run_cli("predict", f"--config={run}", f"--checkpoint={run}", str(good), f"--out={out}")
   assert again.returncode == 2 and again.stderr.strip().startswith(f"error: {out} already holds {out / 'person.json'}")
+
+
+def test_keypoints_at_or_below_kpt_thr_are_kept_in_the_json_and_left_out_of_the_picture(tmp_path):
+  image = save(tmp_path / "a.png", 32, 32)
+  model = fake_model(peak_at(column=4, row=3, value=0.2), tmp_path)
+  for threshold, drawn in ((0.3, False), (0.1, True)):
+    out = tmp_path / str(threshold)
+    assert predict.predict(model, parallel.make_mesh(), [image], out, threshold=threshold) == 1
+    record = json.loads((out / "a.json").read_text())
+    assert [c for _, _, c in record["keypoints"]] == [pytest.approx(0.2)] * 16
+    assert np.any(np.asarray(Image.open(out / "a.png")) != np.asarray(Image.open(image))) == drawn

@@ -1,7 +1,7 @@
 """The ``predict`` command: the keypoints of images, from a trained checkpoint.
 
   python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
-      [--decoding=dark] [--overwrite]
+      [--decoding=dark] [--kpt_thr=0.3] [--overwrite]
 
 (also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``run.finished``). A
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
@@ -14,7 +14,7 @@ pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, 
 
 Per image, DIR/STEM.json: {"image", "keypoints": [[x, y, confidence], ...] (confidence: the heatmap's maximum),
 "names", "keypoint_set", "checkpoint", "step", "flip", "decoding"}, and DIR/STEM.png: the image with the skeleton drawn
-(``drawing.draw_keypoints``; keypoints of confidence <= 0 left out).
+(``drawing.draw_keypoints``; keypoints of confidence <= ``--kpt_thr``, 0.3 by default, left out).
 
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
 image, a missing path, a folder without images, a second input with the same STEM): each gets one ``warning:``
@@ -46,6 +46,8 @@ def define_flags():
   flags.DEFINE_enum("decoding", "dark", decoding.DECODERS, "How heatmaps become keypoints: dark (DARK's sub-pixel "
                     "Newton step), quarter (mmpose's quarter-cell shift) or argmax (the integer peak, as the reference "
                     "PCK decodes).")
+  flags.DEFINE_float("kpt_thr", 0.3, "Draw only the keypoints of confidence (heatmap maximum) above this (mmpose's "
+                     "kpt_thr); the JSON keeps them all.")
   flags.DEFINE_bool("overwrite", False, "Replace the outputs of an earlier prediction in --out.")
   flags.mark_flag_as_required("out")
 
@@ -91,7 +93,7 @@ def outputs(out, path):
   return pathlib.Path(out) / f"{path.stem}.json", pathlib.Path(out) / f"{path.stem}.png"
 
 
-def predict(model, mesh, paths, out, *, flip=False, decoder="dark"):
+def predict(model, mesh, paths, out, *, flip=False, decoder="dark", threshold=0.3):
   """Writes the outputs of every image of ``paths`` that can be read into ``out`` and returns how many it wrote;
   each of the others gets a warning."""
   out = pathlib.Path(out)
@@ -112,19 +114,19 @@ def predict(model, mesh, paths, out, *, flip=False, decoder="dark"):
   for xy, confidence, _ in predictor.predict_batches(model, mesh, images(), flip=flip, decoder=decoder):
     path, image = readable[written]
     readable[written] = None
-    _write(out, path, image, xy, confidence, model, flip, decoder)
+    _write(out, path, image, xy, confidence, model, flip, decoder, threshold)
     written += 1
   return written
 
 
-def _write(out, path, image, xy, confidence, model, flip, decoder):
+def _write(out, path, image, xy, confidence, model, flip, decoder, threshold):
   json_path, png_path = outputs(out, path)
   record = {"image": str(path), "keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(xy, confidence)],
             "names": list(model.keypoint_set.names), "keypoint_set": model.keypoint_set.name,
             "checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "flip": flip,
             "decoding": decoder}
   json_path.write_text(json.dumps(record) + "\n")
-  drawing.save_png(png_path, drawing.draw_keypoints(image, xy, model.keypoint_set, visible=confidence))
+  drawing.save_png(png_path, predictor.draw(image, xy, confidence, model.keypoint_set, threshold))
 
 
 def main(argv):
@@ -137,7 +139,7 @@ def main(argv):
   if paths:
     mesh = parallel.make_mesh()
     written = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out, flip=FLAGS.flip,
-                      decoder=FLAGS.decoding)
+                      decoder=FLAGS.decoding, threshold=FLAGS.kpt_thr)
   failed += len(paths) - written
   print(f"wrote the keypoints of {written} image(s) to {FLAGS.out}")
   if failed:

@@ -120,8 +120,13 @@ class PoseModel:
   def draw(self, image, prediction, *, threshold=0.0):
     """``image`` (any form ``predict`` takes) with the skeleton of ``prediction`` drawn over it, keypoints of
     confidence <= ``threshold`` left out: a uint8 (H, W, 3) array."""
-    shown = np.where(prediction.confidence > threshold, prediction.confidence, 0.0)
-    return drawing.draw_keypoints(_as_array(image), prediction.keypoints, self.keypoint_set, visible=shown)
+    return draw(_as_array(image), prediction.keypoints, prediction.confidence, self.keypoint_set, threshold)
+
+
+def draw(image, keypoints, confidence, keypoint_set, threshold=0.0):
+  """``image`` with the skeleton of ``keypoints`` drawn, those of confidence <= ``threshold`` left out."""
+  shown = np.where(np.asarray(confidence) > threshold, confidence, 0.0)
+  return drawing.draw_keypoints(image, keypoints, keypoint_set, visible=shown)
 
 
 def _as_array(image):
