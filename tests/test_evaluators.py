@@ -139,3 +139,40 @@ def test_the_evaluators_of_one_split_share_one_pass_and_score_as_each_alone():
   alone = {name: e.run(None) for name, e in evals.items()}
   assert together == alone and list(together) == list(evals)
   assert 0 < together["target"]["all"] < 100 and together["target_epe"]["all"] > 0
+
+
+class WidePose(FixedPose):
+  """n copies of a 200 x 100 image whose 16 keypoints lie on a line."""
+
+  def __init__(self, n):
+    super().__init__(n)
+    self.keypoints = np.stack([np.linspace(20, 180, 16), np.linspace(30, 70, 16)], -1).astype(np.float32)
+
+  def __getitem__(self, index):
+    return {**super().__getitem__(index), "image": np.zeros((100, 200, 3), np.uint8)}
+
+
+def test_epe_and_auc_measure_in_the_stored_images_pixels_by_default_and_in_input_pixels_when_asked():
+  config = tiny_config(image_size=64, heatmap_size=16)  # resize-and-pad: 200 x 100 -> 64 x 32, 16 rows above
+  source = WidePose(3)
+  counted = list(skeletons.BODY16.groups["all"])
+
+  def one_cell_right(state, images):  # each keypoint's heatmap peaks one cell (4 input px) right of its truth
+    cells = np.round((source.keypoints * 64 / 200 + [0, 16]) / 4).astype(int)
+    maps = np.zeros((16, 16, 16), np.float32)
+    maps[cells[:, 1], np.minimum(cells[:, 0] + 1, 15), np.arange(16)] = 1.0
+    return jnp.broadcast_to(maps, images.shape[:1] + maps.shape)
+
+  cells = np.round((source.keypoints * 64 / 200 + [0, 16]) / 4)
+  input_error = np.linalg.norm((cells + [1, 0]) * 4 - (source.keypoints * 64 / 200 + [0, 16]), axis=-1)[counted]
+  make = lambda kind, **settings: evaluators.TYPES[kind](
+      one_cell_right, source, source.keypoint_set, config=config, mesh=parallel.make_mesh(), resize_pad=True,
+      **settings).run(None)["all"]
+  assert make("epe", pixels="input") == pytest.approx(input_error.mean(), rel=1e-5)
+  assert make("epe") == pytest.approx(input_error.mean() * 200 / 64, rel=1e-5)  # 3.125 stored px per input px
+  # mmpose's AUC at 30 px: thresholds i / 20 of 30 px; in the stored image's pixels the same errors are 3.125x longer
+  auc = lambda errors: 100 * np.mean([np.mean(errors < 30 * i / 20) for i in range(20)])
+  assert make("pck_auc", pixels="input") == pytest.approx(auc(input_error), abs=1e-4)
+  assert make("pck_auc") == pytest.approx(auc(input_error * 200 / 64), abs=1e-4)
+  with pytest.raises(ValueError, match="pixels='image'; choose one of original, input"):
+    make("epe", pixels="image")

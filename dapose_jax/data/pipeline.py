@@ -39,8 +39,14 @@ def _train_pair(pair, rng, *, image_size, augment):
 
 
 def _test_sample(sample, *, image_size, resize_pad):
-  image, kps = transforms.test_transform(sample["image"], sample["keypoints"], image_size, pad=resize_pad)
-  return {"image": image, "keypoints": kps.astype(np.float32), "visible": sample["visible"].astype(np.float32)}
+  """The test transform of a sample, and ``scale``: the stored image's pixels per input pixel along x and y (from
+  where its corners (0, 0) and (W, H) land), which maps a difference of input positions back to that image."""
+  height, width = sample["image"].shape[:2]
+  points = np.concatenate([sample["keypoints"], [[0.0, 0.0], [width, height]]]).astype(np.float32)
+  image, kps = transforms.test_transform(sample["image"], points, image_size, pad=resize_pad)
+  scale = np.array([width, height], np.float64) / (kps[-1] - kps[-2])
+  return {"image": image, "keypoints": kps[:-2].astype(np.float32), "visible": sample["visible"].astype(np.float32),
+          "scale": scale.astype(np.float32)}
 
 
 def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0,

@@ -1,13 +1,16 @@
 """Metrics on decoded keypoint coordinates, as mmpose defines them (``mmpose/evaluation/functional/keypoint_eval.py``
 and the metric classes of ``mmpose/evaluation/metrics/keypoint_2d_metrics.py``, mmpose 1.x).
 
-Coordinates are in input pixels (the ``config.image_size`` square the model sees, after the split's resize or
-resize-and-pad), not in the original image's pixels. Predictions are decoded by the evaluator's ``decoding``
-setting, one of ``decoding.DECODERS`` (``pose/decoding.py``, ``keypoints_in_pixels``): ``argmax`` by default, the
-integer argmax of the heatmap times the stride, the inverse of the targets' centre ``int(x / stride + 0.5)`` and the
-decoding tllib's PCK scores, so that these metrics and ``pck`` judge the same predictions (it quantises: a perfect
-heatmap is up to stride / 2 off per axis); ``quarter`` is mmpose's default refinement and ``dark`` DARK's. The
-ground truth is the split's keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
+Distances are in the pixels of the split's stored images by default (``pixels="original"``, as mmpose measures
+them in the original image): each sample's input-pixel difference is scaled back through its resize or
+resize-and-pad (the ``scale`` of ``pipeline.eval_batches``; for LSP the original photo, for a data set stored as
+crops the crop). ``pixels="input"`` measures in the input pixels (the ``config.image_size`` square the model sees).
+Predictions are decoded by the evaluator's ``decoding`` setting, one of ``decoding.DECODERS``
+(``pose/decoding.py``, ``keypoints_in_pixels``): ``argmax`` by default, the integer argmax of the heatmap times
+the stride, the inverse of the targets' centre ``int(x / stride + 0.5)`` and the decoding tllib's PCK scores, so
+that these metrics and ``pck`` judge the same predictions (it quantises: a perfect heatmap is up to stride / 2 off
+per axis); ``quarter`` is mmpose's default refinement and ``dark`` DARK's. The ground truth is the split's
+keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
 
 - ``pck_bbox`` (mmpose ``PCKAccuracy(norm_item="bbox")`` with ``keypoint_pck_accuracy``): a keypoint is correct
   when its distance to the truth, divided by the sample's box size, is below ``threshold`` (default 0.05). The
@@ -17,8 +20,8 @@ ground truth is the split's keypoints; a keypoint counts where it is visible (mm
   i / num_thresholds for i = 0 .. num_thresholds - 1, of PCK with distances divided by ``norm_factor`` pixels
   (default 30, mmpose's). Threshold 0 counts nothing (the test is a strict ``<``), so a perfect prediction scores
   (num_thresholds - 1) / num_thresholds = 95 %.
-- ``epe`` (mmpose ``EPE`` / ``keypoint_epe``): the mean distance in input pixels over every visible keypoint of
-  the split (pooled, not a mean of per-keypoint means).
+- ``epe`` (mmpose ``EPE`` / ``keypoint_epe``): the mean distance in pixels over every visible keypoint of the
+  split (pooled, not a mean of per-keypoint means).
 
 As in mmpose, a PCK is the mean of the per-keypoint rates (each over the split's samples) of the keypoints that
 count at all, 0 where none does; EPE is 0 where nothing counts. Each metric gives one value per group of the
@@ -37,6 +40,9 @@ from dapose_jax.evaluators import passes
 from dapose_jax.pose import decoding as _decoding
 
 
+PIXELS = ("original", "input")
+
+
 class CoordinateMetric(passes.SplitEvaluator):
   """Per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on the host, then
   ``_result``. Subclasses set ``description`` and the two functions; one that needs the heatmaps or more of the
@@ -44,9 +50,13 @@ class CoordinateMetric(passes.SplitEvaluator):
 
   headline = "all"
 
-  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax"):
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax",
+               pixels="original"):
     if decoding not in _decoding.DECODERS:
       raise errors.ConfigError(f"decoding={decoding!r}; choose one of {', '.join(_decoding.DECODERS)}")
+    if pixels not in PIXELS:
+      raise errors.ConfigError(f"pixels={pixels!r}; choose one of {', '.join(PIXELS)}")
+    self.pixels = pixels
     super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad)
     self.decoding, self._sigma = decoding, config.sigma
     self.keys = tuple(keypoint_set.groups)
@@ -58,8 +68,11 @@ class CoordinateMetric(passes.SplitEvaluator):
   def _global_batch_sums(self, heatmaps, batch):
     """The sums of one global batch (traced once): ``_batch_sums`` of the decoded predictions and the truth."""
     pred, _ = _decoding.keypoints_in_pixels(heatmaps, self._image_size, self.decoding, self._sigma)
+    truth = batch["keypoints"]
+    if self.pixels == "original":  # distances and boxes do not change with the padding's offset, only the scale
+      pred, truth = pred * batch["scale"][:, None], truth * batch["scale"][:, None]
     counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
-    return self._batch_sums(pred, batch["keypoints"], counted)
+    return self._batch_sums(pred, truth, counted)
 
   def start(self):
     return None
@@ -88,11 +101,12 @@ def _distances(pred, truth):
 class PCKBBox(CoordinateMetric):
   """mmpose PCK normalised by the box of the visible ground-truth keypoints (see the module docstring)."""
 
-  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05, decoding="argmax"):
+  def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05, decoding="argmax",
+               pixels="original"):
     self.description = f"PCK@{threshold} of the keypoints' box size (mmpose PCKAccuracy, norm_item='bbox') in percent"
     self._threshold = threshold
     super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
-                     decoding=decoding)
+                     decoding=decoding, pixels=pixels)
 
   def _batch_sums(self, pred, truth, counted):
     low = jnp.min(jnp.where(counted[..., None], truth, jnp.inf), axis=-2)
@@ -111,13 +125,13 @@ class PCKAUC(CoordinateMetric):
   """mmpose AUC: the mean PCK over thresholds 0, 1/n, .. (n-1)/n of ``norm_factor`` pixels (module docstring)."""
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, norm_factor=30.0,
-               num_thresholds=20, decoding="argmax"):
+               num_thresholds=20, decoding="argmax", pixels="original"):
     self.description = (f"area under the PCK curve, {num_thresholds} thresholds up to {num_thresholds - 1}/"
-                        f"{num_thresholds} of {norm_factor} px (mmpose AUC) in percent")
+                        f"{num_thresholds} of {norm_factor} {pixels} px (mmpose AUC) in percent")
     self._norm_factor = norm_factor
     self._thresholds = jnp.arange(num_thresholds, dtype=jnp.float32) / num_thresholds
     super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
-                     decoding=decoding)
+                     decoding=decoding, pixels=pixels)
 
   def _batch_sums(self, pred, truth, counted):
     normalised = _distances(pred, truth) / self._norm_factor  # (B, K)
@@ -130,9 +144,11 @@ class PCKAUC(CoordinateMetric):
 
 
 class EPE(CoordinateMetric):
-  """mmpose EPE: the mean end-point error in input pixels over the visible keypoints (module docstring)."""
+  """mmpose EPE: the mean end-point error over the visible keypoints (module docstring)."""
 
-  description = "mean end-point error in input pixels (mmpose EPE)"
+  @property
+  def description(self):
+    return f"mean end-point error in {self.pixels} pixels (mmpose EPE)"
 
   def _batch_sums(self, pred, truth, counted):
     return jnp.sum(jnp.where(counted, _distances(pred, truth), 0.0), axis=0), jnp.sum(counted, axis=0)
