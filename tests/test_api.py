@@ -4,18 +4,22 @@ the keypoints the predict command writes, and drawing leaves out what is below t
 import json
 import pathlib
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import dapose_jax
-from dapose_jax import parallel
+from dapose_jax import errors, parallel
 from dapose_jax.commands import predict
 from dapose_jax.run import finished
 from tests.test_train import tiny_run
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 
 
 def test_the_readmes_python_block_runs_on_a_trained_run(capsys):
@@ -63,3 +67,27 @@ def test_a_wrong_image_or_decoding_is_refused_in_one_line():
     model.predict(np.zeros((4, 4)))
   with pytest.raises(ValueError, match="decoding='soft'; choose one of argmax, quarter, dark"):
     model.predict(np.zeros((8, 8, 3), np.uint8), decoding="soft")
+
+
+def test_a_config_loads_by_name_or_path_with_its_variant_and_overrides_without_jax():
+  script = ("import sys, dapose_jax\n"
+            "c = dapose_jax.config.load('demo', 'smoke', model__backbone='resnet10', seed=3)\n"
+            "d = dapose_jax.config.load('configs/demo.py:smoke')\n"
+            "print(c.model.backbone, c.seed, c.image_size == d.image_size, 'jax' in sys.modules)")
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+  assert done.stdout.split() == ["resnet10", "3", "True", "False"], done.stderr[-2000:]
+  with pytest.raises(errors.ConfigError, match=r"'dmeo': no such file, nor a config of .*demo, freihand_rhd"):
+    dapose_jax.config.load("dmeo")
+  with pytest.raises(errors.ConfigError, match=r"model.bakbone is not a key"):
+    dapose_jax.config.load("demo", model__bakbone="resnet10")
+
+
+def test_train_then_evaluate_from_python_give_the_runs_results(tmp_path):
+  config = dapose_jax.config.load("demo", "smoke")
+  config.update(finished.read_config(tiny_run() / "config.json"))
+  shutil.copytree(tiny_run(), tmp_path / "run")
+  results = dapose_jax.train(config, tmp_path / "run")  # finished: nothing is trained again
+  recorded = json.loads((tiny_run() / "results.json").read_text())
+  assert results == recorded
+  tables = dapose_jax.evaluate(tmp_path / "run" / "best", domains=["target"], metrics=["epe"])
+  assert tables["target"] == pytest.approx(recorded["best"]["target"]) and tables["target_epe"]["all"] > 0

@@ -101,10 +101,11 @@ def predict_batches(model, mesh, images, *, flip=False, decoder="dark"):
 
 class PoseModel:
   """A trained run's model for use from Python (``dapose_jax.load``): ``predict`` images, ``draw`` the results;
-  ``keypoint_set`` and ``config`` of the run, ``step`` of its checkpoint."""
+  ``keypoint_set`` and ``config`` of the run, ``step`` of its checkpoint, ``restored`` (the ``finished.Model``) and
+  the ``mesh`` it is replicated over."""
 
   def __init__(self, model, mesh):
-    self._model, self._mesh = model, mesh
+    self.restored, self.mesh = model, mesh
     self.keypoint_set, self.config, self.step = model.keypoint_set, model.config, model.checkpoint.step
 
   def predict(self, images, *, decoding="dark", flip=False, heatmaps=False):
@@ -113,7 +114,7 @@ class PoseModel:
     single = not isinstance(images, (list, tuple)) and not (isinstance(images, np.ndarray) and images.ndim == 4)
     arrays = [_as_array(image) for image in ([images] if single else images)]
     results = [Prediction(xy, confidence, self.keypoint_set.names, maps if heatmaps else None)
-               for xy, confidence, maps in predict_batches(self._model, self._mesh, arrays, flip=flip,
+               for xy, confidence, maps in predict_batches(self.restored, self.mesh, arrays, flip=flip,
                                                            decoder=decoding)]
     return results[0] if single else results
 
