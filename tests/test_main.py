@@ -103,7 +103,7 @@ def test_console_script_train_rejects_a_bad_key_before_writing(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--config=configs/demo.py:smok"], "error: variant 'smok' of configs/demo.py: unknown token 'smok'"),
-    (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
+    (["--config=configs/nope.py"], "config 'configs/nope.py': no such file (or give a config by name: demo, "),
     (["--config=configs/demo.py", "--config.modle.backbone=resnet50"], 'Did you mean "model" instead of "modle"?'),
     (["--config=configs/demo.py:smoke", "--config.method=regdaa"], "error: config.method='regdaa' is not a method"),
 ])
@@ -132,3 +132,13 @@ def test_an_incomplete_multihost_start_is_one_line_naming_the_missing_flag(args,
                     "--multihost", *args)
   assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_a_config_of_the_package_is_named_from_any_folder(tmp_path):
+  named = subprocess.run([sys.executable, "-m", "dapose_jax", "train", "--config", "demo:smoke", "--print_config",
+                          "--config.seed=5"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  assert named.returncode == 0 and "config.seed = 5" in named.stdout and "config.image_size = 64" in named.stdout
+  wrong = subprocess.run([sys.executable, "-m", "dapose_jax", "train", "--config", "dmeo", "--print_config"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+  assert "no such file, nor a config of" in wrong.stderr and "surreal_lsp" in wrong.stderr

@@ -45,15 +45,14 @@ COMMANDS = {
 def define_config_flag(recorded=False):
   """--config (required): a Python file with get_config(variant), or with ``recorded`` also a run's config.json
   (or the run folder holding it); any key can be overridden."""
-  help_text = ("Python config file with get_config(variant), e.g. configs/demo.py:smoke; override any key with "
-               "--config.KEY=VALUE.")
+  help_text = ("Python config file with get_config(variant), e.g. configs/demo.py:smoke, or a config of the package "
+               "by name, e.g. demo:smoke; override any key with --config.KEY=VALUE.")
   if recorded:
     help_text = ("The run's config: the config file, variant and overrides it was trained with (e.g. "
                  "configs/demo.py:smoke), or the config.json the run recorded (RUN/config.json, or RUN); override any "
                  "key with --config.KEY=VALUE, e.g. --config.target.name=lsp to evaluate on another data set.")
   config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
-  if recorded:
-    FLAGS["config"].parser = _FileOrRecordedConfig(FLAGS["config"].parser)
+  FLAGS["config"].parser = _FileOrRecordedConfig(FLAGS["config"].parser, recorded)
   flags.mark_flag_as_required("config")
 
 
@@ -67,20 +66,25 @@ def define_model_flags():
 
 
 class _FileOrRecordedConfig(flags.ArgumentParser):
-  """--config's parser: a recorded config.json (or a folder holding one) is read here, anything else is a config
-  file for ml_collections' own parser."""
+  """--config's parser: a config file, or the name of one of the package's configs (``demo:smoke``,
+  ``config.files.resolve``), for ml_collections' own parser; with ``recorded``, a recorded config.json (or a folder
+  holding one) is read here."""
 
-  def __init__(self, files):
-    self._files = files
+  def __init__(self, files, recorded):
+    self._files, self._recorded = files, recorded
 
   def parse(self, argument):
+    from dapose_jax.config import files
     from dapose_jax.run import finished
     from dapose_jax.storage import workdirs
 
     path = pathlib.Path(argument).expanduser()
-    if path.is_dir():
+    if path.is_dir() and self._recorded:
       path = path / workdirs.CONFIG
-    if path.suffix != ".json":
+    if path.suffix != ".json" or not self._recorded:
+      if not pathlib.Path(argument.partition(":")[0]).expanduser().is_file():
+        file, variant = files.resolve(argument)
+        argument = f"{file}:{variant}" if variant else str(file)
       return self._files.parse(argument)
     config = finished.read_config(path)
     config.lock()

@@ -1,27 +1,38 @@
-"""Config files as Python code reads them (``dapose_jax.config.load``): a path, or the name of one of the repository's
-configs, with its variant and key overrides; what ``--config FILE:VARIANT --config.KEY=VALUE`` gives the commands."""
+"""Config files by path or by name: ``resolve`` (what ``--config`` takes: a file or the name of one of the package's
+configs, ``dapose_jax/configs``, with ``:VARIANT``), and ``load`` for Python code (with key overrides)."""
 
 import pathlib
 import runpy
 
 from dapose_jax import errors
 
-CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ (editable installs)
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"  # installed with the package; configs/ in the repository
+
+
+def resolve(argument):
+  """(the config file, its variant) of ``argument``: a file (``configs/demo.py``, ``configs/demo.py:smoke``) or the
+  name of one of the package's configs (``demo``, ``demo:smoke``, from any folder)."""
+  text = str(argument)
+  if pathlib.Path(text).expanduser().is_file():
+    return pathlib.Path(text).expanduser(), ""
+  path_text, _, variant = text.partition(":")
+  path = pathlib.Path(path_text).expanduser()
+  named = "/" not in path_text and not path_text.endswith(".py")
+  if not path.is_file() and named:
+    path = CONFIGS / f"{path_text}.py"
+  if not path.is_file():
+    names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.py")))
+    raise errors.ConfigError(f"config {text!r}: " + (f"no such file, nor a config of {CONFIGS} (those: {names})" if named
+                                                     else f"no such file (or give a config by name: {names})"))
+  return path, variant
 
 
 def load(name_or_path, variant="", **overrides):
-  """The ConfigDict of a config file's ``get_config(variant)``: ``name_or_path`` is a file (``configs/demo.py``,
-  ``configs/demo.py:smoke``) or a name of the repository's ``configs/`` (``"demo"``, ``"demo:smoke"``); each
-  override sets a key, ``__`` standing for a dot (``model__backbone="resnet10"`` sets ``model.backbone``)."""
-  text = str(name_or_path)
-  path_text, _, named_variant = text.partition(":") if not pathlib.Path(text).is_file() else (text, "", "")
+  """The ConfigDict of a config file's ``get_config(variant)``: ``name_or_path`` as ``resolve`` reads it (a file, or
+  a name of the package's configs, with ``:VARIANT`` or not); each override sets a key, ``__`` standing for a dot
+  (``model__backbone="resnet10"`` sets ``model.backbone``)."""
+  path, named_variant = resolve(name_or_path)
   variant = variant or named_variant
-  path = pathlib.Path(path_text).expanduser()
-  if not path.is_file():
-    path = CONFIGS / f"{path_text}.py"
-  if not path.is_file():
-    names = sorted(p.stem for p in CONFIGS.glob("*.py")) if CONFIGS.is_dir() else []
-    raise errors.ConfigError(f"config {text!r}: no such file, nor a config of {CONFIGS} (those: {', '.join(names)})")
   config = runpy.run_path(str(path))["get_config"](variant)
   for key, value in overrides.items():
     *parents, leaf = key.split("__")
