@@ -36,8 +36,8 @@ def conv_transpose_4x4s2(x, kernel):
   flip(kernel)[r::2, c::2], the four phases interleaved; same result, but its
   backward pass is 10-30x faster on XLA:CPU (whose weight gradient of the
   input-dilated form is very slow) and the phases are `resnet.conv2d`s, so wide
-  ones take its CPU kernel gradient too. On an H100 the sub-pixel form moved 1.5 %
-  more bytes per step (the interleaving) and counted 1 % more FLOPs.
+  ones take its CPU kernel gradient too. On an H100 the sub-pixel form moved 2 %
+  more bytes per step and counted 1 % more FLOPs.
   """
   return lax.platform_dependent(x, kernel, cpu=_phases, default=_transposed)
 

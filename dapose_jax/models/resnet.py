@@ -32,7 +32,7 @@ def conv2d(x, kernel, strides: int = 1, padding: int = 0):
   convolutions of >= 128 input channels take their kernel gradient from matrix
   products (`_conv_matmul_kernel_grad`). Accelerators get plain convolutions: on
   an H100, 1x1 convolutions as matrix products moved 7 % more bytes per step,
-  all of it in the BatchNorm reductions around them. The choice follows the platform the program is lowered for, not the
+  in the BatchNorm reductions and elementwise fusions around them. The choice follows the platform the program is lowered for, not the
   host's default backend, so a program compiled here for a GPU or TPU gets the
   convolutions.
   """
