@@ -7,8 +7,9 @@ An override may name the seed as {seed}, e.g. to start DAML from the mean teache
 seed: --override 'daml.pretrained=runs/demo_table/mean_teacher_s{seed}/pretrain/best'.
 
 Runs ``python -m dapose_jax.main`` once per (method, seed) into OUT/METHOD_sSEED (an existing finished run
-is reused), then writes OUT/table.md and OUT/table.json: target and source PCK per group at the final
-step, mean ± std over seeds (the final step needs no target labels for model selection).
+is reused), then writes OUT/table.md and OUT/table.json: ``dapose-jax table`` of those runs (``run.comparison``:
+every evaluator's values at the final step, mean ± std over seeds; the final step needs no target labels for model
+selection).
 """
 
 import argparse
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from dapose_jax.run import comparison  # noqa: E402
 
 
 def run(config, method, seed, workdir, overrides):
@@ -36,12 +38,6 @@ def run(config, method, seed, workdir, overrides):
   return results
 
 
-def summarise(per_seed, split):
-  groups = list(per_seed[0]["final"][split])
-  values = np.array([[r["final"][split][g] for g in groups] for r in per_seed])
-  return groups, values.mean(0), values.std(0)
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--out", type=pathlib.Path, required=True)
@@ -51,20 +47,16 @@ def main():
   parser.add_argument("--override", nargs="*", default=[])
   args = parser.parse_args()
 
-  table, lines = {}, []
+  folders = []
   for method in args.methods:
-    per_seed = [run(args.config, method, s, args.out / f"{method}_s{s}", args.override) for s in args.seeds]
-    table[method] = {"seeds": args.seeds, "wall_seconds": [r.get("wall_seconds") for r in per_seed]}
-    for split in ("target", "source"):
-      groups, mean, std = summarise(per_seed, split)
-      table[method][split] = {g: {"mean": m, "std": s} for g, m, s in zip(groups, mean, std)}
-      if not lines:
-        lines += ["| method | split | " + " | ".join(groups) + " |", "|---|---|" + "---|" * len(groups)]
-      lines.append(f"| {method} | {split} | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(mean, std)) + " |")
+    for seed in args.seeds:
+      folders.append(args.out / f"{method}_s{seed}")
+      run(args.config, method, seed, folders[-1], args.override)
+  table = comparison.rows(comparison.groups(folders))  # grouped by config without the seed (method=...)
   args.out.mkdir(parents=True, exist_ok=True)
   (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
-  (args.out / "table.md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  (args.out / "table.md").write_text(comparison.markdown(table) + "\n")
+  print(comparison.markdown(table))
 
 
 if __name__ == "__main__":

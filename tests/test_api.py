@@ -27,7 +27,7 @@ def test_the_readmes_python_block_runs_on_a_trained_run(capsys):
   assert 'dapose_jax.load("runs/demo/best")' in block
   namespace = {}
   exec(block.replace('"runs/demo/best"', repr(str(tiny_run() / "best"))), namespace)  # noqa: S102
-  assert namespace["picture"].shape == (240, 320, 3) and namespace["picture"].dtype == np.uint8
+  assert namespace["picture"].shape == (512, 683, 3) and namespace["picture"].dtype == np.uint8
   assert len(namespace["results"]) == 2 and capsys.readouterr().out.startswith(namespace["model"].keypoint_set.names[0])
 
 

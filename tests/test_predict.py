@@ -50,7 +50,7 @@ def test_keypoints_are_mapped_back_to_the_pixels_of_non_square_images(tmp_path):
   record = json.loads((tmp_path / "out" / "tall.json").read_text())
   assert record["keypoints"] == [pytest.approx([10.0, 18.75, 0.7])] * 16
   assert record["names"] == list(skeletons.BODY16.names) and record["image"] == str(tall)
-  assert Image.open(tmp_path / "out" / "tall.png").size == (20, 50)
+  assert Image.open(tmp_path / "out" / "tall.png").size == (512, 1280)  # enlarged to a readable shorter side
 
 
 def test_keypoints_between_heatmap_cells_come_out_sub_pixel_by_dark_and_on_the_grid_by_argmax(tmp_path):
@@ -153,7 +153,7 @@ def test_the_command_writes_json_and_png_names_a_bad_file_and_exits_1(tmp_path):
   assert record["names"] == list(skeletons.BODY16.names) and len(record["keypoints"]) == 16
   best_step = json.loads((run / "results.json").read_text())["best"]["step"]  # 3 or 6, by the host's rounding
   assert record["step"] == best_step and record["checkpoint"] == str(run / "best" / str(best_step))
-  assert Image.open(out / "person.png").size == (48, 40)
+  assert Image.open(out / "person.png").size == (614, 512)  # 48 x 40, enlarged to a shorter side of 512
   again = run_cli("predict", f"--config={run}", f"--checkpoint={run}", str(good), f"--out={out}")
   assert again.returncode == 2 and again.stderr.strip().startswith(f"error: {out} already holds {out / 'person.json'}")
 
@@ -166,4 +166,18 @@ def test_keypoints_at_or_below_kpt_thr_are_kept_in_the_json_and_left_out_of_the_
     assert predict.predict(model, parallel.make_mesh(), [image], out, threshold=threshold) == 1
     record = json.loads((out / "a.json").read_text())
     assert [c for _, _, c in record["keypoints"]] == [pytest.approx(0.2)] * 16
-    assert np.any(np.asarray(Image.open(out / "a.png")) != np.asarray(Image.open(image))) == drawn
+    undrawn = predictor.draw(np.asarray(Image.open(image)), np.zeros((16, 2)), np.zeros(16), skeletons.BODY16)
+    assert np.any(np.asarray(Image.open(out / "a.png")) != undrawn) == drawn
+
+
+def test_the_drawing_is_enlarged_to_a_readable_size_with_each_shown_keypoint_named():
+  image = np.zeros((32, 64, 3), np.uint8)
+  xy = np.stack([np.linspace(4, 60, 16), np.full(16, 16.0)], -1)
+  confidence = np.where(np.arange(16) < 8, 0.9, 0.1)
+  plain = predictor.draw(image, xy, confidence, skeletons.BODY16, threshold=0.3, labels=False)
+  named = predictor.draw(image, xy, confidence, skeletons.BODY16, threshold=0.3)
+  assert plain.shape == named.shape == (512, 1024, 3)  # the shorter side enlarged to 512, the keypoints with it
+  assert np.any(plain[256, 64:100] != 0) and not np.any(plain[:, 700:] != 0)  # only the first 8 keypoints drawn
+  labelled = np.argwhere(np.any(named != plain, axis=-1))  # the labels: beside the 8 drawn keypoints (row 256)
+  assert len(labelled) and 200 < labelled[:, 0].min() and labelled[:, 0].max() < 300
+  assert 64 < labelled[:, 1].min() and labelled[:, 1].max() < 700

@@ -37,6 +37,9 @@ COMMANDS = {
                  "difficulty"),
     "reconstruction": ("dapose_jax.commands.reconstruction", "pre-train the geometric reconstruction's generator "
                        "(W and G) on source pairs"),
+    "table": ("dapose_jax.commands.table", "finished runs' results side by side, seeds of one configuration as mean ± "
+              "std (markdown or CSV)"),
+    "plot": ("dapose_jax.commands.plot", "runs' logged curves in one PNG, seeds of one configuration as mean ± a band"),
     "compile": ("dapose_jax.commands.compile", "compile a config's programs for a GPU or TPU (no device needed) and "
                 "report their FLOPs, memory traffic, memory, largest batch and roofline bound"),
 }

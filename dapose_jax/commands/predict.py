@@ -14,7 +14,8 @@ pixels (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, 
 
 Per image, DIR/STEM.json: {"image", "keypoints": [[x, y, confidence], ...] (confidence: the heatmap's maximum),
 "names", "keypoint_set", "checkpoint", "step", "flip", "decoding"}, and DIR/STEM.png: the image with the skeleton drawn
-(``drawing.draw_keypoints``; keypoints of confidence <= ``--kpt_thr``, 0.3 by default, left out).
+(``predictor.draw``: keypoints of confidence <= ``--kpt_thr``, 0.3 by default, left out, the others named with
+their confidence; the image enlarged to a shorter side of 512 px where smaller).
 
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
 image, a missing path, a folder without images, a second input with the same STEM): each gets one ``warning:``

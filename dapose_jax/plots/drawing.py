@@ -234,46 +234,75 @@ def pck_curve(thresholds, values, title="PCK"):
 
 
 def line_plot(x, lines, *, title, x_label):
-  """Lines ``{label: values}`` (percent) over ``x`` on a white canvas of ``PLOT_SIZE``: the x axis spans ``x``, the
-  y axis 0 to 100, each with five ticks and grid lines; line i in ``PLOT_COLOURS[i]``, named in a legend at the
-  bottom right unless its label is empty."""
+  """Lines ``{label: values}`` (percent) over ``x``: ``series_plot`` with a 0 to 100 y axis."""
   x = np.asarray(x, np.float64)
   lines = {label: np.asarray(values, np.float64) for label, values in lines.items()}
-  if x.ndim != 1 or not len(x) or not 0 < len(lines) <= len(PLOT_COLOURS) or any(
-      values.shape != x.shape for values in lines.values()):
-    raise ValueError(f"x {x.shape} and lines {[v.shape for v in lines.values()]}: expected 1 to "
-                     f"{len(PLOT_COLOURS)} lists as long as x")
+  if x.ndim != 1 or not len(x) or any(values.shape != x.shape for values in lines.values()):
+    raise ValueError(f"x {x.shape} and lines {[v.shape for v in lines.values()]}: expected lists as long as x")
+  return series_plot({label: (x, values) for label, values in lines.items()}, title=title, x_label=x_label,
+                     y_range=(0.0, 100.0))
+
+
+def series_plot(lines, *, title, x_label, y_range=None, bands=None):
+  """Lines ``{label: (x, y)}`` on a white canvas of ``PLOT_SIZE``: the x axis spans every line's x, the y axis
+  ``y_range`` (default: every line's and band's values, 5 % added each side), each with five ticks and grid lines;
+  line i in ``PLOT_COLOURS[i]`` with a dot per point, named in a legend at the bottom right unless its label is
+  empty; ``bands`` ``{label: (low, high)}`` (along that line's x) shaded in its line's colour beneath it."""
+  lines = {label: (np.asarray(x, np.float64), np.asarray(y, np.float64)) for label, (x, y) in lines.items()}
+  bands = {label: tuple(np.asarray(v, np.float64) for v in band) for label, band in (bands or {}).items()}
+  if not 0 < len(lines) <= len(PLOT_COLOURS) or any(x.ndim != 1 or not len(x) or y.shape != x.shape
+                                                    for x, y in lines.values()):
+    raise ValueError(f"lines {[(x.shape, y.shape) for x, y in lines.values()]}: expected 1 to {len(PLOT_COLOURS)} "
+                     "(x, y) pairs of equal, non-empty 1-D shapes")
   rows, columns = PLOT_SIZE
   out = np.full((rows, columns, 3), 255, np.uint8)
   left, right = PLOT_MARGINS["left"], columns - PLOT_MARGINS["right"]
   top, bottom = PLOT_MARGINS["top"], rows - PLOT_MARGINS["bottom"]
-  low, high = x.min(), x.max()
+  every_x = np.concatenate([x for x, _ in lines.values()])
+  low, high = every_x.min(), every_x.max()
   if high == low:
     low, high = low - 0.5 * (abs(low) or 1), high + 0.5 * (abs(high) or 1)
+  if y_range is None:
+    every_y = np.concatenate([y for _, y in lines.values()] + [v for band in bands.values() for v in band])
+    every_y = every_y[np.isfinite(every_y)]
+    y_low, y_high = (every_y.min(), every_y.max()) if len(every_y) else (0.0, 1.0)
+    pad = 0.05 * (y_high - y_low) or 0.5 * (abs(y_low) or 1)
+    y_range = (y_low - pad, y_high + pad)
+  y_low, y_high = y_range
 
   def pixel(u, y):
-    return (round(left + (u - low) / (high - low) * (right - left)), round(bottom - y / 100 * (bottom - top)))
+    return (round(left + (u - low) / (high - low) * (right - left)),
+            round(bottom - (y - y_low) / (y_high - y_low) * (bottom - top)))
 
   black, grey = (0, 0, 0), (225, 225, 225)
   for tick in np.linspace(low, high, 5):
-    u, _ = pixel(tick, 0)
+    u, _ = pixel(tick, y_low)
     cv2.line(out, (u, top), (u, bottom), grey, 1)
     text = f"{tick:.3g}"
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
     cv2.putText(out, text, (u - w // 2, bottom + 8 + h), _FONT, 0.4, black, 1, cv2.LINE_AA)
-  for tick in range(0, 101, 20):
+  for tick in np.linspace(y_low, y_high, 6):
     _, y = pixel(low, tick)
     cv2.line(out, (left, y), (right, y), grey, 1)
-    text = str(tick)
+    text = f"{tick:.3g}"
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
     cv2.putText(out, text, (left - 6 - w, y + h // 2), _FONT, 0.4, black, 1, cv2.LINE_AA)
   cv2.rectangle(out, (left, top), (right, bottom), black, 1)
   (w, _), _ = cv2.getTextSize(x_label, _FONT, 0.4, 1)
   cv2.putText(out, x_label, ((left + right - w) // 2, rows - 6), _FONT, 0.4, black, 1, cv2.LINE_AA)
   cv2.putText(out, title, (left, top - 10), _FONT, 0.5, black, 1, cv2.LINE_AA)
+  clip = lambda y: np.clip(y, y_low, y_high)
+  for (label, (x, _)), colour in zip(lines.items(), PLOT_COLOURS):
+    if label in bands:
+      band_low, band_high = bands[label]
+      outline = [pixel(u, v) for u, v in zip(x, clip(band_high))] + [pixel(u, v) for u, v in
+                                                                     zip(x[::-1], clip(band_low[::-1]))]
+      shade = out.copy()
+      cv2.fillPoly(shade, [np.array(outline, np.int32)], colour, cv2.LINE_AA)
+      out = cv2.addWeighted(shade, 0.25, out, 0.75, 0)
   key_right = right
-  for (label, values), colour in reversed(list(zip(lines.items(), PLOT_COLOURS))):
-    points = np.array([pixel(u, y) for u, y in zip(x, np.clip(values, 0, 100))], np.int32)
+  for (label, (x, y)), colour in reversed(list(zip(lines.items(), PLOT_COLOURS))):
+    points = np.array([pixel(u, v) for u, v in zip(x, clip(y))], np.int32)
     cv2.polylines(out, [points], False, colour, 2, cv2.LINE_AA)
     for point in points:
       cv2.circle(out, tuple(map(int, point)), 3, colour, -1, cv2.LINE_AA)

@@ -17,6 +17,7 @@ roughly centred in each image (there is no detector): crop each person, hand or 
 import dataclasses
 import pathlib
 
+import cv2
 import jax
 import numpy as np
 from PIL import Image, ImageOps
@@ -118,16 +119,35 @@ class PoseModel:
                                                            decoder=decoding)]
     return results[0] if single else results
 
-  def draw(self, image, prediction, *, threshold=0.0):
+  def draw(self, image, prediction, *, threshold=0.0, labels=True):
     """``image`` (any form ``predict`` takes) with the skeleton of ``prediction`` drawn over it, keypoints of
-    confidence <= ``threshold`` left out: a uint8 (H, W, 3) array."""
-    return draw(_as_array(image), prediction.keypoints, prediction.confidence, self.keypoint_set, threshold)
+    confidence <= ``threshold`` left out, named with their confidence (``labels``): a uint8 array, the image
+    enlarged to a shorter side of ``READABLE_SIDE`` where it is smaller."""
+    return draw(_as_array(image), prediction.keypoints, prediction.confidence, self.keypoint_set, threshold, labels)
 
 
-def draw(image, keypoints, confidence, keypoint_set, threshold=0.0):
-  """``image`` with the skeleton of ``keypoints`` drawn, those of confidence <= ``threshold`` left out."""
-  shown = np.where(np.asarray(confidence) > threshold, confidence, 0.0)
-  return drawing.draw_keypoints(image, keypoints, keypoint_set, visible=shown)
+READABLE_SIDE = 512  # the shorter side a drawing is enlarged to, so that its labels can be read
+
+
+def draw(image, keypoints, confidence, keypoint_set, threshold=0.0, labels=True):
+  """``image`` with the skeleton of ``keypoints`` drawn, those of confidence <= ``threshold`` left out, and with
+  ``labels`` each drawn keypoint's name and confidence beside it; an image whose shorter side is below
+  ``READABLE_SIDE`` is enlarged to it first (the keypoints with it)."""
+  confidence = np.asarray(confidence, np.float64)
+  shown = np.where(confidence > threshold, confidence, 0.0)
+  factor = max(1.0, READABLE_SIDE / min(image.shape[:2]))
+  if factor > 1:
+    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+    image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_LINEAR)
+  keypoints = np.asarray(keypoints, np.float64) * factor
+  out = drawing.draw_keypoints(image, keypoints, keypoint_set, visible=shown)
+  if labels:
+    offset = max(4, round(min(out.shape[:2]) / 60))
+    for i in np.flatnonzero((shown > 0) & np.isfinite(keypoints).all(axis=1)):
+      x, y = keypoints[i]
+      drawing.put_label(out, f"{keypoint_set.names[i]} {confidence[i]:.2f}", (round(x) + offset, round(y) - offset),
+                        scale=0.4)
+  return out
 
 
 def _as_array(image):
