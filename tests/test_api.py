@@ -42,7 +42,7 @@ def test_every_image_form_gives_the_keypoints_the_predict_command_writes(tmp_pat
            *model.predict([image, path]), *model.predict(np.stack([image, image]))]
   mesh = parallel.make_mesh()
   loaded = finished.load(finished.read_config(tiny_run() / "config.json"), tiny_run(), mesh)
-  assert predict.predict(loaded, mesh, [path], tmp_path / "out") == 1
+  assert predict.predict(loaded, mesh, [path], tmp_path / "out") == (1, 0)
   written = np.array(json.loads((tmp_path / "out" / "a.json").read_text())["keypoints"])
   for result in forms:
     np.testing.assert_allclose(result.keypoints, written[:, :2], rtol=1e-6)

@@ -3,6 +3,7 @@ run, outputs never replaced silently, and the flip test."""
 
 import json
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,7 @@ def test_keypoints_are_mapped_back_to_the_pixels_of_non_square_images(tmp_path):
   copies = [save(tmp_path / f"copy{i}.png", 60, 30) for i in range(3)]  # 5 images: 2 batches of 4, one padded
   model = fake_model(peak_at(column=4, row=3), tmp_path, eval_batch_size=4)
   paths, failed = predict.plan([wide, tall, *copies], tmp_path / "out")
-  assert failed == 0 and predict.predict(model, parallel.make_mesh(), paths, tmp_path / "out") == 5
+  assert failed == 0 and predict.predict(model, parallel.make_mesh(), paths, tmp_path / "out") == (5, 0)
   # input (16, 12) px; 60 x 30 -> 32 x 16 padded 8 rows above: ((16 - 0) * 60 / 32, (12 - 8) * 30 / 16)
   for name in ("wide", "copy2"):
     record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
@@ -73,7 +74,7 @@ def test_a_file_that_is_no_image_is_named_and_the_others_still_run(tmp_path, cap
   bad.write_bytes(b"not a JPEG")
   paths, failed = predict.plan([tmp_path, tmp_path / "missing.png"], tmp_path / "out")
   assert paths == [bad, good] and failed == 1  # the folder's images, sorted; the missing path failed
-  assert predict.predict(fake_model(peak_at(1, 1), tmp_path), parallel.make_mesh(), paths, tmp_path / "out") == 1
+  assert predict.predict(fake_model(peak_at(1, 1), tmp_path), parallel.make_mesh(), paths, tmp_path / "out") == (1, 1)
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "good.png"]
   assert capsys.readouterr().err.splitlines() == [
       f"warning: {tmp_path / 'missing.png'}: no such file or folder",
@@ -163,7 +164,7 @@ def test_keypoints_at_or_below_kpt_thr_are_kept_in_the_json_and_left_out_of_the_
   model = fake_model(peak_at(column=4, row=3, value=0.2), tmp_path)
   for threshold, drawn in ((0.3, False), (0.1, True)):
     out = tmp_path / str(threshold)
-    assert predict.predict(model, parallel.make_mesh(), [image], out, threshold=threshold) == 1
+    assert predict.predict(model, parallel.make_mesh(), [image], out, threshold=threshold) == (1, 0)
     record = json.loads((out / "a.json").read_text())
     assert [c for _, _, c in record["keypoints"]] == [pytest.approx(0.2)] * 16
     undrawn = predictor.draw(np.asarray(Image.open(image)), np.zeros((16, 2)), np.zeros(16), skeletons.BODY16)
@@ -181,3 +182,24 @@ def test_the_drawing_is_enlarged_to_a_readable_size_with_each_shown_keypoint_nam
   labelled = np.argwhere(np.any(named != plain, axis=-1))  # the labels: beside the 8 drawn keypoints (row 256)
   assert len(labelled) and 200 < labelled[:, 0].min() and labelled[:, 0].max() < 300
   assert 64 < labelled[:, 1].min() and labelled[:, 1].max() < 700
+
+
+def test_a_video_gives_one_output_per_frame_and_is_not_replaced_without_overwrite(tmp_path):
+  video = tmp_path / "clip.avi"
+  writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 30))
+  for _ in range(5):
+    writer.write(np.full((30, 40, 3), 128, np.uint8))
+  writer.release()
+  model = fake_model(peak_at(column=4, row=3), tmp_path, eval_batch_size=4)  # 5 frames: 2 batches
+  paths, failed = predict.plan([video], tmp_path / "out")
+  assert (paths, failed) == ([video], 0)
+  assert predict.predict(model, parallel.make_mesh(), paths, tmp_path / "out") == (5, 0)
+  records = [json.loads((tmp_path / "out" / f"clip_{i:06d}.json").read_text()) for i in range(5)]
+  assert [r["frame"] for r in records] == list(range(5)) and all(r["image"] == str(video) for r in records)
+  # input (16, 12) px; 40 x 30 -> 32 x 24 padded 4 rows above: (16 * 40 / 32, (12 - 4) * 30 / 24)
+  assert records[4]["keypoints"] == [pytest.approx([20.0, 10.0, 0.7])] * 16
+  with pytest.raises(errors.UserError, match="clip_000000.json"):
+    predict.plan([video], tmp_path / "out")
+  broken = tmp_path / "broken.mp4"
+  broken.write_bytes(b"not a video")
+  assert predict.predict(model, parallel.make_mesh(), [broken], tmp_path / "other") == (0, 1)

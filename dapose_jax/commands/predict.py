@@ -1,10 +1,12 @@
 """The ``predict`` command: the keypoints of images, from a trained checkpoint.
 
-  python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_OR_FOLDER ... --out=DIR [--flip]
+  python -m dapose_jax predict --config=runs/demo --checkpoint=runs/demo IMAGE_FOLDER_OR_VIDEO ... --out=DIR [--flip]
       [--decoding=dark] [--kpt_thr=0.3] [--overwrite]
 
 (also ``dapose-jax predict ...``; ``--config`` and ``--checkpoint`` as for ``evaluate``, see ``run.finished``). A
-folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name. Each image (turned as its
+folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name (a folder of frames, one
+output each); a video file (.mp4, .avi, .mov, .mkv, .webm, read by OpenCV) for each of its frames, whose outputs
+are STEM_FRAME (the frame's index in six digits) with "frame" in the JSON. Each image (turned as its
 EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
 by ``--decoding`` (``run.predictor``: ``dark`` by default, sub-pixel; ``quarter``, mmpose's default;
@@ -28,6 +30,7 @@ import json
 import pathlib
 import sys
 
+import cv2
 from absl import app, flags
 
 from dapose_jax import errors, parallel
@@ -38,6 +41,7 @@ from dapose_jax.run import finished, predictor
 
 FLAGS = flags.FLAGS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
 def define_flags():
@@ -58,8 +62,9 @@ def warn(path, reason):
 
 
 def plan(inputs, out, overwrite=False):
-  """(the image paths to predict, how many inputs failed, each with a warning): folders expanded, one path per
-  STEM. Raises a ``UserError`` when ``out`` holds an output of one of them and ``overwrite`` is not set."""
+  """(the image and video paths to predict, how many inputs failed, each with a warning): folders expanded to their
+  images, one path per STEM. Raises a ``UserError`` when ``out`` holds an output of one of them and ``overwrite`` is
+  not set."""
   paths, failed, owners = [], 0, {}
   for given in map(pathlib.Path, inputs):
     if given.is_dir():
@@ -82,7 +87,7 @@ def plan(inputs, out, overwrite=False):
         continue
       owners[path.stem] = path
       paths.append(path)
-  existing = [o for p in paths for o in outputs(out, p) if o.exists()]
+  existing = [o for p in paths for o in existing_outputs(out, p)]
   if existing and not overwrite:
     more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
     raise errors.UserError(f"{out} already holds {', '.join(map(str, existing[:3]))}{more}; pass --overwrite to "
@@ -90,59 +95,97 @@ def plan(inputs, out, overwrite=False):
   return paths, failed
 
 
-def outputs(out, path):
-  return pathlib.Path(out) / f"{path.stem}.json", pathlib.Path(out) / f"{path.stem}.png"
+def is_video(path):
+  return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def outputs(out, stem):
+  return pathlib.Path(out) / f"{stem}.json", pathlib.Path(out) / f"{stem}.png"
+
+
+def existing_outputs(out, path):
+  if is_video(path):
+    return sorted(pathlib.Path(out).glob(f"{path.stem}_[0-9][0-9][0-9][0-9][0-9][0-9].*"))
+  return [o for o in outputs(out, path.stem) if o.exists()]
+
+
+def frames(path):
+  """(frame index, RGB frame) of each frame of a video file that OpenCV reads."""
+  capture = cv2.VideoCapture(str(path))
+  try:
+    index = 0
+    while True:
+      ok, frame = capture.read()
+      if not ok:
+        break
+      yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+      index += 1
+  finally:
+    capture.release()
 
 
 def predict(model, mesh, paths, out, *, flip=False, decoder="dark", threshold=0.3):
-  """Writes the outputs of every image of ``paths`` that can be read into ``out`` and returns how many it wrote;
-  each of the others gets a warning."""
+  """Writes the outputs of every image of ``paths`` that can be read, and of every frame of its videos (STEM_FRAME,
+  the frame's index in six digits), into ``out``; returns (how many it wrote, how many inputs could not be read),
+  each of the latter with a warning."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  readable = []
+  readable, unreadable = [], 0
 
   def images():
+    nonlocal unreadable
     for path in paths:
+      if is_video(path):
+        count = 0
+        for index, frame in frames(path):
+          readable.append((path, index, f"{path.stem}_{index:06d}", frame))
+          count += 1
+          yield frame
+        if not count:
+          warn(path, "OpenCV reads no frame of this video")
+          unreadable += 1
+        continue
       try:
         image = predictor.read_image(path)
       except Exception as error:  # noqa: BLE001  whatever the file holds, the other images still run
         warn(path, f"cannot be read as an image ({errors.one_line(error)})")
+        unreadable += 1
         continue
-      readable.append((path, image))
+      readable.append((path, None, path.stem, image))
       yield image
 
   written = 0
   for xy, confidence, _ in predictor.predict_batches(model, mesh, images(), flip=flip, decoder=decoder):
-    path, image = readable[written]
+    path, frame, stem, image = readable[written]
     readable[written] = None
-    _write(out, path, image, xy, confidence, model, flip, decoder, threshold)
+    _write(out, path, frame, stem, image, xy, confidence, model, flip, decoder, threshold)
     written += 1
-  return written
+  return written, unreadable
 
 
-def _write(out, path, image, xy, confidence, model, flip, decoder, threshold):
-  json_path, png_path = outputs(out, path)
+def _write(out, path, frame, stem, image, xy, confidence, model, flip, decoder, threshold):
+  json_path, png_path = outputs(out, stem)
   record = {"image": str(path), "keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(xy, confidence)],
             "names": list(model.keypoint_set.names), "keypoint_set": model.keypoint_set.name,
             "checkpoint": str(model.checkpoint.path), "step": model.checkpoint.step, "flip": flip,
-            "decoding": decoder}
+            "decoding": decoder, **({} if frame is None else {"frame": frame})}
   json_path.write_text(json.dumps(record) + "\n")
   drawing.save_png(png_path, predictor.draw(image, xy, confidence, model.keypoint_set, threshold))
 
 
 def main(argv):
   if len(argv) < 2:
-    raise app.UsageError("give at least one image or folder of images")
+    raise app.UsageError("give at least one image, folder of images or video")
   cli.log_progress_to_stderr()
   cli.enable_compilation_cache()
   paths, failed = plan(argv[1:], FLAGS.out, FLAGS.overwrite)
   written = 0
   if paths:
     mesh = parallel.make_mesh()
-    written = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out, flip=FLAGS.flip,
-                      decoder=FLAGS.decoding, threshold=FLAGS.kpt_thr)
-  failed += len(paths) - written
-  print(f"wrote the keypoints of {written} image(s) to {FLAGS.out}")
+    written, unreadable = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out,
+                                  flip=FLAGS.flip, decoder=FLAGS.decoding, threshold=FLAGS.kpt_thr)
+    failed += unreadable
+  print(f"wrote the keypoints of {written} image(s) or frame(s) to {FLAGS.out}")
   if failed:
     print(f"{failed} input(s) failed (named above)", file=sys.stderr)
     sys.exit(1)
