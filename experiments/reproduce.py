@@ -42,7 +42,6 @@ import tempfile
 from unittest import mock
 
 import numpy as np
-from ml_collections import ConfigDict
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "experiments")]  # tests' fixture writers; benchmark.py
@@ -51,7 +50,7 @@ from dapose_jax import errors, methods  # noqa: E402
 from dapose_jax.augment import device_augment  # noqa: E402
 from dapose_jax.auxiliary import lifting  # noqa: E402
 from dapose_jax.commands import build, cli  # noqa: E402
-from dapose_jax.config import defaults  # noqa: E402
+from dapose_jax.config import defaults, files  # noqa: E402
 from dapose_jax.data import builders  # noqa: E402
 from dapose_jax.data.builders import human36m  # noqa: E402
 from dapose_jax.methods import base  # noqa: E402
@@ -94,21 +93,19 @@ def with_files(config, data_dir=None, init=None, encoder=None, sets=()):
 def override(config, assignment):
   """Sets ``config.KEY`` to VALUE (a Python literal, else the text) of ``assignment`` = "KEY=VALUE"."""
   key, equals, text = assignment.partition("=")
-  *parents, leaf = key.split(".")
-  section = config
-  for name in parents:
-    section = section.get(name) if isinstance(section, ConfigDict) else None
-  if not (equals and isinstance(section, ConfigDict) and leaf in section):
-    raise errors.ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a key of the config, e.g. --set "
-                             "model.dtype=bfloat16 (dapose-jax train --config configs/TASK.py --print_config lists "
-                             "the keys)")
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
     value = text
   try:
-    section[leaf] = value
-  except TypeError as error:
+    if not equals:
+      raise KeyError(key)
+    files.set_key(config, key, value)
+  except KeyError:
+    raise errors.ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a key of the config, e.g. --set "
+                             "model.dtype=bfloat16 (dapose-jax train --config configs/TASK.py --print_config lists "
+                             "the keys)") from None
+  except errors.ConfigError as error:
     raise errors.ConfigError(f"--set {assignment!r}: {error}") from None
 
 

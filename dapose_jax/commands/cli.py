@@ -85,10 +85,8 @@ class _FileOrRecordedConfig(flags.ArgumentParser):
     if path.is_dir() and self._recorded:
       path = path / workdirs.CONFIG
     if path.suffix != ".json" or not self._recorded:
-      if not pathlib.Path(argument.partition(":")[0]).expanduser().is_file():
-        file, variant = files.resolve(argument)
-        argument = f"{file}:{variant}" if variant else str(file)
-      return self._files.parse(argument)
+      file, variant = files.resolve(argument)
+      return self._files.parse(f"{file}:{variant}" if variant else str(file))
     config = finished.read_config(path)
     config.lock()
     return config

@@ -4,6 +4,8 @@ configs, ``dapose_jax/configs``, with ``:VARIANT``), and ``load`` for Python cod
 import pathlib
 import runpy
 
+from ml_collections import ConfigDict
+
 from dapose_jax import errors
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"  # installed with the package; configs/ in the repository
@@ -27,6 +29,21 @@ def resolve(argument):
   return path, variant
 
 
+def set_key(config, key, value):
+  """Sets the dotted ``key`` of ``config`` to ``value``: a KeyError when it is not one of the config's keys, a
+  ConfigError when the value's type does not fit the key's."""
+  *parents, leaf = key.split(".")
+  section = config
+  for name in parents:
+    section = section.get(name) if isinstance(section, ConfigDict) else None
+  if not (isinstance(section, ConfigDict) and leaf in section):
+    raise KeyError(key)
+  try:
+    section[leaf] = value
+  except TypeError as error:
+    raise errors.ConfigError(str(error)) from None
+
+
 def load(name_or_path, variant="", **overrides):
   """The ConfigDict of a config file's ``get_config(variant)``: ``name_or_path`` as ``resolve`` reads it (a file, or
   a name of the package's configs, with ``:VARIANT`` or not); each override sets a key, ``__`` standing for a dot
@@ -35,16 +52,11 @@ def load(name_or_path, variant="", **overrides):
   variant = variant or named_variant
   config = runpy.run_path(str(path))["get_config"](variant)
   for key, value in overrides.items():
-    *parents, leaf = key.split("__")
-    section = config
-    for name in parents:
-      section = section[name] if name in section else None
-      if section is None:
-        break
-    if section is None or leaf not in section:
-      raise errors.ConfigError(f"config override {key}={value!r}: {key.replace('__', '.')} is not a key of {path}")
+    dotted = key.replace("__", ".")
     try:
-      section[leaf] = value
-    except TypeError as error:
+      set_key(config, dotted, value)
+    except KeyError:
+      raise errors.ConfigError(f"config override {key}={value!r}: {dotted} is not a key of {path}") from None
+    except errors.ConfigError as error:
       raise errors.ConfigError(f"config override {key}={value!r}: {error}") from None
   return config

@@ -52,8 +52,7 @@ class CoordinateMetric(passes.SplitEvaluator):
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, decoding="argmax",
                pixels="original"):
-    if decoding not in _decoding.DECODERS:
-      raise errors.ConfigError(f"decoding={decoding!r}; choose one of {', '.join(_decoding.DECODERS)}")
+    _decoding.check_decoder(decoding)
     if pixels not in PIXELS:
       raise errors.ConfigError(f"pixels={pixels!r}; choose one of {', '.join(PIXELS)}")
     self.pixels = pixels

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dapose_jax import errors
 from dapose_jax.pose import keypoints
 
 
@@ -74,14 +75,19 @@ def keypoints_in_cells(heatmaps, decoder="argmax", sigma=2.0):
     1 < y < H - 2 and det H != 0. ``sigma`` is the targets' (``config.sigma``): on a Gaussian heatmap the
     log-map is a paraboloid, whose vertex the step finds.
   """
+  check_decoder(decoder)
   xy, confidence = argmax_2d(heatmaps)
-  if decoder == "argmax":
-    return xy, confidence
   if decoder == "quarter":
     return xy + _quarter_offsets(heatmaps, xy), confidence
   if decoder == "dark":
     return xy + _dark_offsets(heatmaps, xy, dark_kernel_size(sigma)), confidence
-  raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
+  return xy, confidence
+
+
+def check_decoder(decoder):
+  """A ConfigError naming the choices unless ``decoder`` is one of ``DECODERS``."""
+  if decoder not in DECODERS:
+    raise errors.ConfigError(f"decoding={decoder!r}; choose one of {', '.join(DECODERS)}")
 
 
 def keypoints_in_pixels(heatmaps, image_size, decoder="argmax", sigma=2.0):

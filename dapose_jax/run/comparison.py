@@ -64,7 +64,7 @@ def rows(grouped, which="final"):
     raise errors.ConfigError(f"which={which!r}; expected 'final' or 'best'")
   out = []
   for label, folders in grouped:
-    results = [read_run(folder)[1] for folder in folders]
+    results = [json.loads((folder / workdirs.RESULTS).read_text()) for folder in folders]  # read_run checked them
     for evaluator in [name for name, values in results[0][which].items() if isinstance(values, dict)]:
       keys = list(results[0][which][evaluator])
       values = np.array([[r[which][evaluator][k] for k in keys] for r in results], np.float64)

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageOps
 
-from dapose_jax import errors, parallel
+from dapose_jax import parallel
 from dapose_jax.augment import transforms
 from dapose_jax.plots import drawing
 from dapose_jax.pose import decoding
@@ -62,8 +62,7 @@ def to_original(xy, corners, shape):
 def keypoint_predictor(model, mesh, flip=False, decoder="dark"):
   """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K), heatmaps),
   decoded by ``decoder`` (one of ``decoding.DECODERS``); ``flip``: SimpleBaseline's flip test."""
-  if decoder not in decoding.DECODERS:
-    raise errors.ConfigError(f"decoding={decoder!r}; choose one of {', '.join(decoding.DECODERS)}")
+  decoding.check_decoder(decoder)
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
 
   def predict(state, images):
