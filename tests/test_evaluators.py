@@ -12,18 +12,20 @@ from tests.test_train import tiny_config
 
 
 class FixedPose:
-  """n copies of one sample: every keypoint visible, inside a 32 px image."""
+  """n copies of one sample: every keypoint visible, by default on a line inside a 32 px image; ``xs`` and ``ys``
+  the ends of the keypoints' line, ``shape`` the image's (rows, columns)."""
   keypoint_set = skeletons.BODY16
 
-  def __init__(self, n):
-    self.n = n
-    self.keypoints = np.stack([np.linspace(6, 26, 16), np.linspace(25, 7, 16)], -1).astype(np.float32)
+  def __init__(self, n, xs=(6, 26), ys=(25, 7), shape=(32, 32)):
+    self.n, self.shape = n, shape
+    self.keypoints = np.stack([np.linspace(*xs, 16), np.linspace(*ys, 16)], -1).astype(np.float32)
 
   def __len__(self):
     return self.n
 
   def __getitem__(self, index):
-    return {"image": np.zeros((32, 32, 3), np.uint8), "keypoints": self.keypoints, "visible": np.ones(16, np.float32)}
+    return {"image": np.zeros((*self.shape, 3), np.uint8), "keypoints": self.keypoints,
+            "visible": np.ones(16, np.float32)}
 
 
 def evaluator(config, predict, source, **settings):
@@ -76,21 +78,15 @@ def test_select_on_names_an_evaluator_or_one_of_its_values():
   assert loop._selection(tiny_config(select_on="target/wrist"), evals) == ("target", "wrist")
 
 
-class SubPixelPose(FixedPose):
+def sub_pixel_pose(n):
   """n copies of one sample whose keypoints lie between heatmap cells, inside a 128 px image."""
-
-  def __init__(self, n):
-    super().__init__(n)
-    self.keypoints = np.stack([np.linspace(30.3, 97.1, 16), np.linspace(95.6, 33.9, 16)], -1).astype(np.float32)
-
-  def __getitem__(self, index):
-    return {**super().__getitem__(index), "image": np.zeros((128, 128, 3), np.uint8)}
+  return FixedPose(n, xs=(30.3, 97.1), ys=(95.6, 33.9), shape=(128, 128))
 
 
 @pytest.mark.parametrize("decoding", ["argmax", "quarter", "dark"])
 def test_the_coordinate_metrics_decode_as_their_decoding_setting_says(decoding):
   config = tiny_config(image_size=128, heatmap_size=32)  # a stride of 4 px
-  source = SubPixelPose(5)
+  source = sub_pixel_pose(5)
   v, u = np.mgrid[0:32, 0:32]
   cells = source.keypoints / 4
   maps = np.stack([np.exp(-((u - x) ** 2 + (v - y) ** 2) / (2 * config.sigma ** 2)) for x, y in cells], -1)
@@ -141,20 +137,14 @@ def test_the_evaluators_of_one_split_share_one_pass_and_score_as_each_alone():
   assert 0 < together["target"]["all"] < 100 and together["target_epe"]["all"] > 0
 
 
-class WidePose(FixedPose):
+def wide_pose(n):
   """n copies of a 200 x 100 image whose 16 keypoints lie on a line."""
-
-  def __init__(self, n):
-    super().__init__(n)
-    self.keypoints = np.stack([np.linspace(20, 180, 16), np.linspace(30, 70, 16)], -1).astype(np.float32)
-
-  def __getitem__(self, index):
-    return {**super().__getitem__(index), "image": np.zeros((100, 200, 3), np.uint8)}
+  return FixedPose(n, xs=(20, 180), ys=(30, 70), shape=(100, 200))
 
 
 def test_epe_and_auc_measure_in_the_stored_images_pixels_by_default_and_in_input_pixels_when_asked():
   config = tiny_config(image_size=64, heatmap_size=16)  # resize-and-pad: 200 x 100 -> 64 x 32, 16 rows above
-  source = WidePose(3)
+  source = wide_pose(3)
   counted = list(skeletons.BODY16.groups["all"])
 
   def one_cell_right(state, images):  # each keypoint's heatmap peaks one cell (4 input px) right of its truth
