@@ -1,9 +1,8 @@
-"""The Python API (dapose_jax.load, run.predictor.PoseModel): the README's block runs, every image form gives
+"""The Python API (dapose_jax.load, run.predictor.PoseModel; its documented blocks run in test_docs): every image form gives
 the keypoints the predict command writes, and drawing leaves out what is below the threshold."""
 
 import json
 import pathlib
-import re
 import shutil
 import subprocess
 import sys
@@ -19,16 +18,6 @@ from dapose_jax.run import finished
 from tests.test_train import tiny_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
-
-
-def test_the_readmes_python_block_runs_on_a_trained_run(capsys):
-  block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
-  assert 'dapose_jax.load("runs/demo/best")' in block
-  namespace = {}
-  exec(block.replace('"runs/demo/best"', repr(str(tiny_run() / "best"))), namespace)  # noqa: S102
-  assert namespace["picture"].shape == (512, 683, 3) and namespace["picture"].dtype == np.uint8
-  assert len(namespace["results"]) == 2 and capsys.readouterr().out.startswith(namespace["model"].keypoint_set.names[0])
 
 
 def test_every_image_form_gives_the_keypoints_the_predict_command_writes(tmp_path):
