@@ -147,6 +147,7 @@ def test_synanimal_crop_is_udape_square_around_all_vertices_with_zero_padding(sy
   # side 1.25 * 50 = 62.5 -> 63, x0 = 25 - 31.5 = -6.5 -> -6, y0 = 18 - 31.5 = -13.5 -> -13
   np.testing.assert_array_equal(sample["crop_box"], [-6, -13, 63])
   np.testing.assert_allclose(sample["bbox"], [-3, 50, 6, 30])  # UDAPE's [x_min, x_max, y_min, y_max]
+  np.testing.assert_allclose(sample["box"], [-3 + 6, 6 + 13, 50 + 6, 30 + 13])  # [x0, y0, x1, y1] in the crop
   assert sample["image"][:13].max() <= 8 and sample["image"][:, :6].max() <= 8  # above and left of the frame
 
 
@@ -314,6 +315,8 @@ def test_tigdog_feeds_the_eval_pipeline(tigdog):
   np.testing.assert_array_equal(batch["mask"], [1, 1, 1, 0])
   # a visible keypoint of a 68 px crop lands at 64/68 of its stored position
   np.testing.assert_allclose(batch["keypoints"][0], test[0]["keypoints"] * 64 / 68, rtol=1e-5)
+  # TigDog annotates no box (UDAPE's is the landmark extent): PCK-bbox falls back to the keypoints' box
+  assert not test.annotated_boxes and "box" not in test[0] and "box" not in batch
 
 
 def test_tigdog_short_landmark_rows_name_the_file(tmp_path):
@@ -411,6 +414,28 @@ def test_animal_pose_keeps_the_14_named_keypoints_on_the_cropped_image(animal_po
   # bbox [10, 6, 50, 30]: 40 x 24 px, centre (30, 18); side 50, x0 = 5, y0 = -7
   np.testing.assert_array_equal(train[0]["crop_box"], [5, -7, 50])
   assert train[0]["image"].shape == (50, 50, 3) and train[0]["image"][:7].max() <= 8
+
+
+def test_animal_pose_box_is_the_release_bbox_on_the_cropped_image_and_through_the_eval_pipeline(animal_pose):
+  _, data_dir, _ = animal_pose
+  train = source("animal_pose_dog_sheep", data_dir, "train", "animal14")
+  assert train.annotated_boxes
+  np.testing.assert_array_equal(train[0]["bbox"], [10, 6, 50, 30])  # the release's, in image pixels
+  np.testing.assert_allclose(train[0]["box"], [10 - 5, 6 + 7, 50 - 5, 30 + 7])  # in the crop at (5, -7)
+  test = source("animal_pose_dog_sheep", data_dir, "test", "animal14")
+  # bbox [0, 0, 63, 47]: centre (31.5, 23.5), side 1.25 * 63 = 78.75 -> 79, x0 = -8, y0 = -16
+  np.testing.assert_array_equal(test[0]["crop_box"], [-8, -16, 79])
+  np.testing.assert_allclose(test[0]["box"], [8, 16, 71, 63])
+  batch = next(pipeline.eval_batches(test, batch_size=4, image_size=64, resize_pad=False))
+  np.testing.assert_allclose(batch["box"][0], np.array([8, 16, 71, 63]) * 64 / 79, rtol=1e-5)
+  np.testing.assert_allclose(batch["box"][0] * np.tile(batch["scale"][0], 2), [8, 16, 71, 63], rtol=1e-5)
+
+
+def test_a_box_on_a_crop_shrunk_to_max_side_scales_with_it():
+  crop_box = common.udape_box(0, 0, 800, 400)  # side 1.25 * 800 = 1000 around (400, 200): stored at 512 px
+  np.testing.assert_array_equal(crop_box, [-100, -300, 1000])
+  np.testing.assert_allclose(common.udape_stored_box([0, 0, 800, 400], crop_box, 512),
+                             np.array([100, 300, 900, 700]) * 0.512, rtol=1e-6)
 
 
 def test_animal_pose_visibility_is_v_and_zero_at_y_0(animal_pose):
@@ -518,6 +543,11 @@ def test_real_animal_pose_images_crop_and_map_like_the_release(tmp_path):
     bottom, right = min(y0 + side, original.shape[0]), min(x0 + side, original.shape[1])
     inner = sample["image"][top - y0:bottom - y0, left - x0:right - x0].astype(float)
     assert np.abs(inner - original[top:bottom, left:right]).mean() < 4
+    # the release's box on the crop: cat bbox x, y, w, h = 13, 36, 284, 192, crop at (-22, -45); horse 23, 9,
+    # 256, 240, crop at (-9, -31); its max(w, h) is the PCK-bbox normaliser
+    expected = {"cat": [13 + 22, 36 + 45, 297 + 22, 228 + 45], "horse": [23 + 9, 9 + 31, 279 + 9, 249 + 31]}[animal]
+    np.testing.assert_array_equal(sample["crop_box"][:2], {"cat": [-22, -45], "horse": [-9, -31]}[animal])
+    np.testing.assert_allclose(sample["box"], expected)
     assert sample["image"][:max(top - y0 - 2, 0)].mean() < 3
     # the eyes are above every visible paw, on the real animal
     kp, vis = sample["keypoints"], sample["visible"] > 0

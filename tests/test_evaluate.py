@@ -149,6 +149,16 @@ class Figure:
     return {"image": np.zeros((32, 32, 3), np.uint8), "keypoints": self.keypoints, "visible": self.visible}
 
 
+class BoxedFigure(Figure):
+  """``Figure`` with an annotated box per sample, as built AnimalPose samples have: 32 x 24 px at even indices,
+  16 x 12 px at odd ones (the keypoints' box is 20 x 12 px)."""
+  annotated_boxes = True
+  BOXES = (np.array([0, 0, 32, 24], np.float32), np.array([8, 6, 24, 18], np.float32))
+
+  def __getitem__(self, index):
+    return dict(super().__getitem__(index), box=self.BOXES[index % 2])
+
+
 def peaked_at(source, shift):
   """A predict function whose heatmaps peak at the (all visible) keypoints moved by ``shift`` heatmap pixels."""
   config = tiny_config()
@@ -191,6 +201,21 @@ def test_a_prediction_one_heatmap_pixel_off_has_that_error_in_every_metric():
   assert metric("pck_auc", shifted, source).run(None) == pytest.approx(dict.fromkeys(groups, 85.0))
   assert metric("pck_auc", shifted, source, norm_factor=8.0, num_thresholds=4).run(None) == pytest.approx(
       dict.fromkeys(groups, 25.0))  # 0.5 is below 0.75 only of 0, 0.25, 0.5, 0.75
+
+
+def test_pck_bbox_normalises_by_the_annotated_box_where_the_data_set_has_one():
+  plain, boxed = Figure(4), BoxedFigure(4)
+  shifted = peaked_at(plain, (1, 0))  # every keypoint 4 px off
+  groups = set(skeletons.BODY16.groups)
+  # keypoint box max(20, 12) = 20: 4 / 20 = 0.2 for every sample; annotated boxes of sizes 32 and 16 alternate:
+  # 4 / 32 = 0.125 and 4 / 16 = 0.25, so half the samples pass below 0.25 and all of them above it
+  for threshold, by_keypoints, by_annotated in [(0.15, 0.0, 50.0), (0.25, 100.0, 50.0)]:
+    keypoint_box = metric("pck_bbox", shifted, plain, threshold=threshold)
+    annotated_box = metric("pck_bbox", shifted, boxed, threshold=threshold)
+    assert keypoint_box.run(None) == dict.fromkeys(groups, by_keypoints)
+    assert annotated_box.run(None) == dict.fromkeys(groups, by_annotated)
+  assert keypoint_box.norm == "keypoint box" and "of the keypoint box size" in keypoint_box.description
+  assert annotated_box.norm == "annotated box" and "of the annotated box size" in annotated_box.description
 
 
 def test_invisible_keypoints_and_padding_do_not_count():

@@ -40,13 +40,19 @@ def _train_pair(pair, rng, *, image_size, augment):
 
 def _test_sample(sample, *, image_size, resize_pad):
   """The test transform of a sample, and ``scale``: the stored image's pixels per input pixel along x and y (from
-  where its corners (0, 0) and (W, H) land), which maps a difference of input positions back to that image."""
+  where its corners (0, 0) and (W, H) land), which maps a difference of input positions back to that image. A
+  sample's annotated ``box`` [x0, y0, x1, y1] (``sources``) goes through the transform with the keypoints."""
   height, width = sample["image"].shape[:2]
-  points = np.concatenate([sample["keypoints"], [[0.0, 0.0], [width, height]]]).astype(np.float32)
-  image, kps = transforms.test_transform(sample["image"], points, image_size, pad=resize_pad)
-  scale = np.array([width, height], np.float64) / (kps[-1] - kps[-2])
-  return {"image": image, "keypoints": kps[:-2].astype(np.float32), "visible": sample["visible"].astype(np.float32),
-          "scale": scale.astype(np.float32)}
+  num_keypoints = len(sample["keypoints"])
+  box = np.reshape(sample.get("box", np.zeros((0, 2))), (-1, 2))
+  points = np.concatenate([sample["keypoints"], box, [[0.0, 0.0], [width, height]]]).astype(np.float32)
+  image, points = transforms.test_transform(sample["image"], points, image_size, pad=resize_pad)
+  scale = np.array([width, height], np.float64) / (points[-1] - points[-2])
+  out = {"image": image, "keypoints": points[:num_keypoints].astype(np.float32),
+         "visible": sample["visible"].astype(np.float32), "scale": scale.astype(np.float32)}
+  if "box" in sample:
+    out["box"] = points[num_keypoints:-2].reshape(4).astype(np.float32)
+  return out
 
 
 def train_iterator(source, *, batch_size, image_size, augment, seed, num_threads=2, prefetch=4, workers=0,

@@ -10,6 +10,11 @@ embedded renderer declares it in ``SyntheticPose``, the TFDS builders' in ``conf
 against the source's when the source is opened. Built TFDS data sets (see ``dapose_jax.commands.build``) also
 carry their raw annotations (LSP: ``joints14``, ``image_id``), which the pipeline ignores. A built sample that cannot be decoded
 raises ``CorruptSampleError`` naming the data set, the split and the index.
+
+The samples of a data set whose release annotates a person or animal box (AnimalPose; SynAnimal, the box of its
+rendered mesh) also hold ``box`` [x0, y0, x1, y1] in pixels of the stored image, made from the stored annotation by
+the builder's ``annotated_box``, and their source says ``annotated_boxes = True`` (a source without the attribute
+has no boxes); PCK-bbox normalises by it (``dapose_jax.evaluators.coordinates``).
 """
 
 import dataclasses
@@ -66,13 +71,16 @@ def _builder_class(name):
 
 class BuiltSplit:
   """One split of a built TFDS data set, read by index, with the keypoint set its builder declares. ``where``
-  names the split in errors, e.g. "data set 'lsp' split 'test'"; ``rebuild`` says how to build it again."""
+  names the split in errors, e.g. "data set 'lsp' split 'test'"; ``rebuild`` says how to build it again;
+  ``annotated_box`` (the builder's, or None) makes each sample's ``box``."""
 
-  def __init__(self, data_source, keypoint_set, where, rebuild):
+  def __init__(self, data_source, keypoint_set, where, rebuild, annotated_box=None):
     self._data = data_source
     self.keypoint_set = keypoint_set
     self._where = where
     self._rebuild = rebuild
+    self._annotated_box = annotated_box
+    self.annotated_boxes = annotated_box is not None  # whether each sample holds ``box``
 
   def __len__(self):
     return len(self._data)
@@ -86,6 +94,8 @@ class BuiltSplit:
       raise self._corrupt(index, errors.one_line(error)) from error
     if sample["image"] is None or not sample["image"].size:
       raise self._corrupt(index, "empty image")
+    if self._annotated_box is not None:
+      sample["box"] = self._annotated_box(sample)
     return sample
 
   def without_images(self):
@@ -116,7 +126,8 @@ def _built_source(builder_class, name, data_dir, split):
         f"Then build it once (seconds to minutes):\n  {_build_command(name, data_dir)}")
   rebuild = f"delete {builder.data_dir} and build it again with {_build_command(name, data_dir)}"
   return BuiltSplit(builder.as_data_source(split=builder_class.SPLITS[split]),
-                    skeletons.get(builder_class.keypoint_set()), f"data set {name!r} split {split!r}", rebuild)
+                    skeletons.get(builder_class.keypoint_set()), f"data set {name!r} split {split!r}", rebuild,
+                    builder_class.annotated_box)
 
 
 def _build_command(name, data_dir):

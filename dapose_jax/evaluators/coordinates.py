@@ -14,8 +14,11 @@ keypoints; a keypoint counts where it is visible (mmpose's ``mask``).
 
 - ``pck_bbox`` (mmpose ``PCKAccuracy(norm_item="bbox")`` with ``keypoint_pck_accuracy``): a keypoint is correct
   when its distance to the truth, divided by the sample's box size, is below ``threshold`` (default 0.05). The
-  box size is max(width, height) of the box of the sample's visible ground-truth keypoints (our samples carry no
-  person box); a sample whose box has size 0 is left out, as mmpose drops a zero ``norm_factor``.
+  box size is max(width, height) of the sample's annotated person or animal box where its data set has one
+  (the source's ``annotated_boxes``: AnimalPose, SynAnimal; ``dapose_jax.data.sources``), else of the box of its
+  visible ground-truth keypoints; ``norm`` and the description say which ("annotated box" / "keypoint box"). A
+  sample whose box has size 0 is left out, as mmpose drops a zero ``norm_factor``. (mmpose 0.x takes max(w, h)
+  of its xywh box; mmpose 1.x's ``np.max(bboxes[0][2:])`` of its xyxy box is max(x1, y1), the box's far corner.)
 - ``pck_auc`` (mmpose ``AUC`` / ``keypoint_auc``): the mean, over the ``num_thresholds`` (20) thresholds
   i / num_thresholds for i = 0 .. num_thresholds - 1, of PCK with distances divided by ``norm_factor`` pixels
   (default 30, mmpose's). Threshold 0 counts nothing (the test is a strict ``<``), so a perfect prediction scores
@@ -46,7 +49,8 @@ PIXELS = ("original", "input")
 class CoordinateMetric(passes.SplitEvaluator):
   """Per-batch sums of ``_batch_sums(pred, truth, counted)`` on the devices, added up on the host, then
   ``_result``. Subclasses set ``description`` and the two functions; one that needs the heatmaps or more of the
-  batch replaces ``_global_batch_sums(heatmaps, batch)`` instead of ``_batch_sums``."""
+  batch replaces ``_global_batch_sums(heatmaps, batch)`` instead of ``_batch_sums`` (``_coordinates`` gives it what
+  ``_batch_sums`` gets)."""
 
   headline = "all"
 
@@ -65,13 +69,20 @@ class CoordinateMetric(passes.SplitEvaluator):
     self._sums = jax.jit(self._global_batch_sums, in_shardings=(data, data), out_shardings=parallel.replicated(mesh))
 
   def _global_batch_sums(self, heatmaps, batch):
-    """The sums of one global batch (traced once): ``_batch_sums`` of the decoded predictions and the truth."""
+    """The sums of one global batch (traced once): ``_batch_sums`` of ``_coordinates``."""
+    return self._batch_sums(*self._coordinates(heatmaps, batch))
+
+  def _coordinates(self, heatmaps, batch):
+    """(pred, truth, counted) of a global batch: the decoded predictions and the truth (B, K, 2) in the metric's
+    pixels, and which keypoints count (B, K)."""
     pred, _ = _decoding.keypoints_in_pixels(heatmaps, self._image_size, self.decoding, self._sigma)
-    truth = batch["keypoints"]
-    if self.pixels == "original":  # distances and boxes do not change with the padding's offset, only the scale
-      pred, truth = pred * batch["scale"][:, None], truth * batch["scale"][:, None]
     counted = (batch["visible"] > 0) & (batch["mask"][:, None] > 0)
-    return self._batch_sums(pred, truth, counted)
+    return self._in_pixels(pred, batch), self._in_pixels(batch["keypoints"], batch), counted
+
+  def _in_pixels(self, points, batch):
+    """(B, N, 2) positions in input pixels -> in the metric's pixels, where only differences between them count:
+    distances and boxes do not change with the padding's offset, only with the scale."""
+    return points * batch["scale"][:, None] if self.pixels == "original" else points
 
   def start(self):
     return None
@@ -97,19 +108,30 @@ def _distances(pred, truth):
   return jnp.linalg.norm(pred - truth, axis=-1)
 
 
+ANNOTATED_BOX, KEYPOINT_BOX = "annotated box", "keypoint box"
+
+
 class PCKBBox(CoordinateMetric):
-  """mmpose PCK normalised by the box of the visible ground-truth keypoints (see the module docstring)."""
+  """mmpose PCK normalised by the sample's annotated box, or the box of its visible ground-truth keypoints where
+  its data set has none (``norm``; see the module docstring)."""
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, threshold=0.05, decoding="argmax",
                pixels="original"):
-    self.description = f"PCK@{threshold} of the keypoints' box size (mmpose PCKAccuracy, norm_item='bbox') in percent"
+    self.norm = ANNOTATED_BOX if getattr(source, "annotated_boxes", False) else KEYPOINT_BOX
+    self.description = (f"PCK@{threshold} of the {self.norm} size, max(width, height) (mmpose PCKAccuracy, "
+                        "norm_item='bbox') in percent")
     self._threshold = threshold
     super().__init__(predict, source, keypoint_set, config=config, mesh=mesh, resize_pad=resize_pad,
                      decoding=decoding, pixels=pixels)
 
-  def _batch_sums(self, pred, truth, counted):
-    low = jnp.min(jnp.where(counted[..., None], truth, jnp.inf), axis=-2)
-    high = jnp.max(jnp.where(counted[..., None], truth, -jnp.inf), axis=-2)
+  def _global_batch_sums(self, heatmaps, batch):
+    pred, truth, counted = self._coordinates(heatmaps, batch)
+    if self.norm == ANNOTATED_BOX:
+      corners = self._in_pixels(batch["box"].reshape(-1, 2, 2), batch)  # [[x0, y0], [x1, y1]]
+      low, high = corners[:, 0], corners[:, 1]
+    else:
+      low = jnp.min(jnp.where(counted[..., None], truth, jnp.inf), axis=-2)
+      high = jnp.max(jnp.where(counted[..., None], truth, -jnp.inf), axis=-2)
     size = jnp.max(jnp.where(jnp.isfinite(high - low), high - low, 0.0), axis=-1)  # (B,)
     counted = counted & (size > 0)[:, None]
     hits = (_distances(pred, truth) / jnp.where(size > 0, size, 1.0)[:, None] < self._threshold) & counted

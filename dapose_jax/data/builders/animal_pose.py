@@ -8,7 +8,8 @@ As UDAPE reads it (``animal_pose.py``, run by ``train_animal_other.py``):
   (sorted); they give the stored 'train' / 'test' splits. The release's ``keypoints.json`` only maps image
   ids to file names (``'images'``, a dict);
 - keypoints: 14 of the 20 (``FROM_20``: eyes, paws, knees, elbows); visibility is v, and 0 where y <= 0;
-- the crop square is centred on the annotated box, side 1.25 x its longer edge (``common.udape_box``).
+- the crop square is centred on the annotated box, side 1.25 x its longer edge (``common.udape_box``); the box
+  is stored too, and PCK-bbox normalises by it (``annotated_box``).
 
 UDAPE's ``--animal all`` is dog + sheep (builder ``animal_pose_dog_sheep``). Two copies of the cached folder
 in UDAPE's repository name the five animals differently (datasets.md 1.10); the builder checks each
@@ -58,6 +59,11 @@ class _AnimalPose(common.AnimalBuilder, skip_registration=True):
     return common.features(
         len(FROM_20), joints20=common.tensor(len(NAMES20), 3), bbox=common.tensor(4),
         crop_box=common.crop_box_feature(), animal=tfds.features.Text(), image_id=np.int32, category_id=np.int32)
+
+  @staticmethod
+  def annotated_box(example):
+    """The release's box of the animal (``bbox``) in pixels of the stored crop."""
+    return common.udape_stored_box(example["bbox"], example["crop_box"], example["image"].shape[1])
 
   def _split_generators(self, dl_manager):
     self._release = _read_release(dl_manager.manual_dir)  # read once, for every animal

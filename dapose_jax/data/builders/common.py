@@ -63,6 +63,10 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   SPLITS = {"train": "train", "test": "test"}
   LAYOUT: str  # MANUAL_DIR's expected layout, quoted by every error about a missing file
   HOMEPAGE: str
+  # For a release that annotates a person or animal box per sample: a function of a stored example -> the box
+  # [x0, y0, x1, y1] in pixels of the stored image (the sources add it to each sample as ``box``); None for the
+  # others, whose PCK-bbox normalises by the keypoints' box.
+  annotated_box = None
 
   @classmethod
   def keypoint_set(cls):
@@ -359,6 +363,12 @@ def udape_sample(image, box, points):
     out = np.asarray(Image.fromarray(out).resize((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR))
     scale = MAX_SIDE / side
   return _encode_jpeg(out), to_crop(points, box, scale)
+
+
+def udape_stored_box(box, crop_box, stored_side):
+  """A box [x0, y0, x1, y1] in original pixels -> float32 pixels of the stored ``udape_sample`` square of
+  ``crop_box`` [x0, y0, side], stored ``stored_side`` pixels wide."""
+  return to_crop(np.reshape(box, (2, 2)), crop_box, stored_side / crop_box[2]).reshape(4)
 
 
 def _round_half_up(value):

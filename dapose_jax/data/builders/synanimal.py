@@ -11,7 +11,8 @@ of every mesh vertex (``<prefix>kpts.npy``, one row [x, y, ...] per vertex). As 
   Animal14 for hound and sheep;
 - every keypoint is visible, except one outside the image (UDAPE zeroes those);
 - the crop square is centred on the extent of all vertices clipped to the image, side 1.25 x its longer
-  edge (``common.udape_box``).
+  edge (``common.udape_box``); the extent itself (UDAPE's ``bbox``) is the box PCK-bbox normalises by
+  (``annotated_box``).
 
 One builder per animal, plus the pairs UDAPE trains on with ``--animal all`` (horse + tiger, hound + sheep).
 """
@@ -60,6 +61,13 @@ class _SynAnimal(common.AnimalBuilder, skip_registration=True):
         k, keypoints_original=common.tensor(k, 2), bbox=common.tensor(4), crop_box=common.crop_box_feature(),
         animal=tfds.features.Text(),
         image_index=np.int32)  # position in the animal's sorted list of renders
+
+  @staticmethod
+  def annotated_box(example):
+    """UDAPE's box of every mesh vertex (the whole rendered body, not clipped to the render) in pixels of the
+    stored crop."""
+    x_min, x_max, y_min, y_max = example["bbox"]
+    return common.udape_stored_box([x_min, y_min, x_max, y_max], example["crop_box"], example["image"].shape[1])
 
   def _animal_samples(self, root, animal):
     folder = common.require(root / "synthetic_animal" / f"{animal}_combineds5r5_texture", LAYOUT)
