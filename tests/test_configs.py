@@ -82,6 +82,13 @@ def test_every_builder_stores_the_keypoint_set_that_configs_record():
     assert defaults.domain(name).keypoint_set == builder.keypoint_set(), name
 
 
+def test_the_data_sets_that_build_offers_are_the_builders():
+  from dapose_jax.config import datasets
+  from dapose_jax.data import builders
+
+  assert datasets.BUILDABLE == tuple(sorted(builders.REGISTRY))
+
+
 def test_a_source_refuses_a_config_with_another_keypoint_set():
   config = ConfigDict(dict(name="synthetic", keypoint_set="hand21", style="source", seed=0, train_size=4,
                            test_size=4, render_size=32))

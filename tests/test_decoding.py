@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dapose_jax.config import defaults
 from dapose_jax.pose import decoding
 
 SIZE, SIGMA = 48, 2.0
@@ -73,7 +74,7 @@ def test_quarter_moves_a_quarter_cell_toward_the_higher_neighbour_inside_mmpose_
 def test_decoders_keep_a_map_without_a_positive_maximum_at_the_origin_and_scale_by_the_stride():
   maps = rendered(CENTRES[:2])
   maps[..., 1] = 0.0
-  for decoder in decoding.DECODERS:
+  for decoder in defaults.DECODERS:
     cells, _ = decoding.keypoints_in_cells(maps, decoder, SIGMA)
     pixels, _ = decoding.keypoints_in_pixels(maps, 4 * SIZE, decoder, SIGMA)
     np.testing.assert_array_equal(cells[1], [0.0, 0.0])

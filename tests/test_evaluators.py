@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dapose_jax import evaluators, methods, parallel
+from dapose_jax.config import defaults
 from dapose_jax.evaluators import pck
 from dapose_jax.pose import keypoints, skeletons
 from dapose_jax.run import loop
@@ -49,6 +50,10 @@ def test_pck_declares_its_keys_headline_and_description():
   e = evaluator(tiny_config(), None, FixedPose(1), threshold=0.1, aggregation="udape")
   assert e.keys == tuple(skeletons.BODY16.groups) and e.headline == "all"
   assert e.description == "PCK@0.1 in percent (udape aggregation)"
+
+
+def test_the_evaluator_types_that_help_lists_are_the_evaluators():
+  assert defaults.EVALUATOR_TYPES == tuple(evaluators.TYPES)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,11 +1,17 @@
+import ast
+import importlib.util
+import json
 import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from absl import flags
 from ml_collections import config_flags
+
+from dapose_jax.commands import cli
 
 
 def parse_config(argv):
@@ -84,11 +90,47 @@ def test_dapose_jax_dispatches_to_its_commands_and_names_an_unknown_one():
   assert version.returncode == 0 and re.fullmatch(r"dapose-jax \d+\.\d+\S*\n", version.stdout)
   unknown = run_module("dapose_jax", "trian")
   assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr
-  build_help = run_module("dapose_jax", "build", "--help")
-  assert build_help.returncode == 0 and "Builds a data set" in build_help.stdout and "--manual_dir" in build_help.stdout
-  assert "--dataset" in build_help.stdout and "--workdir" not in build_help.stdout
   missing = run_module("dapose_jax", "build", "--manual_dir=/nowhere")
   assert missing.returncode != 0 and "--dataset" in missing.stderr
+
+
+# imported only where a command runs, never by its --help, which must answer within a second
+HEAVY = ("jax", "jaxlib", "flax", "optax", "orbax", "grain", "tensorflow", "tensorflow_datasets", "cv2", "matplotlib",
+         "PIL", "scipy", "torch")
+
+
+def test_importing_a_command_and_defining_its_flags_loads_no_heavy_library():
+  code = textwrap.dedent(f"""
+      import importlib, json, sys
+      from dapose_jax.commands import cli
+      loaded = {{}}
+      for name, (module, _) in cli.COMMANDS.items():
+        before = set(cli.FLAGS)
+        importlib.import_module(module).define_flags()
+        loaded[name] = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+        for flag in set(cli.FLAGS) - before:  # the next command defines its own --config
+          delattr(cli.FLAGS, flag)
+      print(json.dumps(loaded))""")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert json.loads(proc.stdout) == {name: [] for name in cli.COMMANDS}  # the first one listed imported it
+
+
+def test_every_command_shows_its_docstring_and_flags_with_help_and_exit_status_0():
+  commands = {name: ["dapose_jax", name] for name in cli.COMMANDS} | {"main": ["dapose_jax.main"]}
+  modules = {name: module for name, (module, _) in cli.COMMANDS.items()} | {"main": "dapose_jax.commands.train"}
+  started = {name: subprocess.Popen([sys.executable, "-m", *args, "--help"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, args in commands.items()}
+  shown = {}
+  for name, proc in started.items():
+    stdout, stderr = proc.communicate(timeout=120)
+    source = pathlib.Path(importlib.util.find_spec(modules[name]).origin).read_text()
+    first_line = ast.get_docstring(ast.parse(source), clean=False).splitlines()[0]
+    assert proc.returncode == 0 and stdout.startswith(first_line), (name, stderr)
+    shown[name] = stdout.partition("\n\nflags:\n")[2]
+  assert all("  --config: " in shown[name] for name in ("train", "evaluate", "predict", "browse", "main"))
+  assert "  --manual_dir: " in shown["build"] and "  --dataset: <animal_pose_cat|" in shown["build"]
+  assert "--workdir" not in shown["build"] and "  --decoding: <argmax|quarter|dark>: " in shown["predict"]
 
 
 def test_console_script_train_rejects_a_bad_key_before_writing(tmp_path):

@@ -18,20 +18,15 @@ import math
 import pathlib
 import sys
 
-import cv2
-import jax
 import numpy as np
 from absl import flags
 
 from dapose_jax import errors
-from dapose_jax.augment import device_augment
 from dapose_jax.commands import cli
 from dapose_jax.config import defaults
-from dapose_jax.data import pipeline, sources
-from dapose_jax.plots import drawing
 from dapose_jax.pose import skeletons
-from dapose_jax.run import loop
 
+# JAX, OpenCV and the data pipeline are imported in the functions that use them: --help must not load them
 FLAGS = flags.FLAGS
 SHEET = "contact_sheet.png"
 
@@ -56,6 +51,12 @@ def samples(config, domain, split, seed=None):
   (S, S, 3) uint8, keypoints (K, 2) in its pixels, visible (K,). Train: the endless augmented stream (seeded
   by ``seed``, default the run's; with ``augment.on_device`` each batch augmented as the train step of its step
   augments it); test: every sample once, in the test transform."""
+  import jax
+
+  from dapose_jax.augment import device_augment
+  from dapose_jax.data import pipeline, sources
+  from dapose_jax.run import loop
+
   source = sources.make_source(config[domain], split)
   if split == "train":
     seed = loop.stream_seed(config, domain) if seed is None else seed
@@ -77,6 +78,10 @@ def contact_sheet(items, keypoint_set, columns=None, tile_size=None):
   """The ``items`` (dicts of image, keypoints, visible) with their keypoints drawn, as tiles of ``tile_size``
   (default: the image's size) labelled with their position, ``columns`` per row (default: a square grid),
   above the legend of the keypoint colours."""
+  import cv2
+
+  from dapose_jax.plots import drawing
+
   tiles = []
   for index, item in enumerate(items):
     image, keypoints = item["image"], np.asarray(item["keypoints"], np.float64)
@@ -92,6 +97,8 @@ def contact_sheet(items, keypoint_set, columns=None, tile_size=None):
 
 
 def main(argv):
+  from dapose_jax.plots import drawing
+
   cli.expect_no_arguments(argv)
   cli.log_progress_to_stderr()
   if FLAGS.split == "test" and FLAGS.seed is not None:

@@ -17,11 +17,10 @@ import pathlib
 import sys
 import time
 
-import tensorflow_datasets as tfds
 from absl import flags
 
 from dapose_jax.commands import cli
-from dapose_jax.data import builders
+from dapose_jax.config import datasets
 
 FLAGS = flags.FLAGS
 SKIPPED = "skipped.json"  # in the version folder: [{sample, file, error}, ...] of the samples a build left out
@@ -31,6 +30,10 @@ def build(name, manual_dir, data_dir="~/tensorflow_datasets", skip_corrupt=False
   """Builds ``name`` into ``data_dir`` (if not built yet) and returns its builder. With ``skip_corrupt``, samples
   whose image file cannot be decoded are left out and listed in ``SKIPPED``; without, such a file fails the
   build (``common.CorruptImageError``)."""
+  import tensorflow_datasets as tfds  # here, not at the top: --help must not load TFDS
+
+  from dapose_jax.data import builders
+
   builder = builders.REGISTRY[name](data_dir=str(pathlib.Path(data_dir).expanduser()),
                                     file_format="array_record", skip_corrupt=skip_corrupt)
   manual_dir = pathlib.Path(manual_dir).expanduser()
@@ -48,7 +51,7 @@ def skipped_samples(builder):
 
 
 def define_flags():
-  flags.DEFINE_enum("dataset", None, sorted(builders.REGISTRY), "The data set to build.")
+  flags.DEFINE_enum("dataset", None, datasets.BUILDABLE, "The data set to build.")
   flags.DEFINE_string("manual_dir", None, "The data set's release, downloaded by hand and unpacked; a build that "
                       "misses a file names it and shows the expected layout.")
   flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where the built data sets live.")

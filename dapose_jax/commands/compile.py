@@ -26,11 +26,12 @@ import warnings
 
 from absl import flags
 
-# The CUDA plugin only compiles here; jaxlib warns when its version differs (as it would not run it as a backend) on
-# importing JAX, which the next line does
-warnings.filterwarnings("ignore", message="JAX plugin jax_cuda12_plugin version", category=RuntimeWarning)
-from dapose_jax import errors, parallel  # noqa: E402
+from dapose_jax import errors
 from dapose_jax.commands import cli
+
+# The CUDA plugin only compiles here; jaxlib warns when its version differs (as it would not run it as a backend) on
+# importing JAX, which the functions do (not this module: --help must not load JAX)
+warnings.filterwarnings("ignore", message="JAX plugin jax_cuda12_plugin version", category=RuntimeWarning)
 
 FLAGS = flags.FLAGS
 MAX_BATCH_PER_DEVICE = 1024  # the search for the largest batch stops here
@@ -127,6 +128,7 @@ def compile_all(config, target_names, devices=0, batch_size=None, eval_batch_siz
                 only=(), heaviest=10, reference=None, log=print):
   """{target: {program: result}} of every program of a run of ``config`` (``only`` those named; with ``reference``
   "plain" also the plain model's train step) compiled for each target of ``target_names``."""
+  from dapose_jax import parallel
   from dapose_jax.accelerators import programs as run_programs, reference as plain, targets
 
   chosen = [targets.get(name) for name in target_names]  # every name checked before anything compiles

@@ -27,14 +27,11 @@ import sys
 from absl import flags
 from ml_collections import ConfigDict
 
-from dapose_jax import errors, evaluators, parallel
+from dapose_jax import errors
 from dapose_jax.commands import cli
 from dapose_jax.config import defaults
-from dapose_jax.evaluators import pose_bins
-from dapose_jax.plots import drawing
-from dapose_jax.run import finished
-from dapose_jax.storage import workdirs
 
+# the evaluators, JAX and the plots are imported in the functions that use them: --help must not load them
 FLAGS = flags.FLAGS
 BOTH = "both"
 
@@ -46,7 +43,7 @@ def define_flags():
   flags.DEFINE_list("thresholds", [], "PCK thresholds, e.g. 0.05,0.1,0.2: each evaluator with a threshold runs "
                     "once per value (as NAME@T); default: the config's.")
   flags.DEFINE_list("metrics", [], "More evaluator types to run on each domain (as DOMAIN_TYPE), e.g. "
-                    "pck_bbox,pck_auc,epe; one of " + ", ".join(sorted(evaluators.TYPES)) + ".")
+                    "pck_bbox,pck_auc,epe; one of " + ", ".join(sorted(defaults.EVALUATOR_TYPES)) + ".")
   flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
   flags.DEFINE_string("out", None, "The JSON file to write; default RUN/evaluate_SPLIT_best.json or "
                       "RUN/evaluate_SPLIT_stepN.json.")
@@ -57,6 +54,8 @@ def evaluations(evals, *, split, domains, thresholds=(), metrics=()):
   """The ``config.evals`` of an evaluation (a dict of dicts): the run's ``evals`` on ``domains`` (the reference
   PCK for a domain it has none for), each on ``split``; then per domain one evaluator of each type in ``metrics``,
   named DOMAIN_TYPE; with ``thresholds``, each evaluator with a threshold once per value, named NAME@T."""
+  from dapose_jax import evaluators
+
   chosen = {name: dict(spec, split=split) for name, spec in evals.items() if spec["domain"] in domains}
   for domain in domains:
     if not any(spec["domain"] == domain for spec in chosen.values()):
@@ -77,11 +76,16 @@ def evaluations(evals, *, split, domains, thresholds=(), metrics=()):
 
 
 def _takes_threshold(kind):
+  from dapose_jax import evaluators
+
   return kind in evaluators.TYPES and "threshold" in inspect.signature(evaluators.TYPES[kind]).parameters
 
 
 def evaluate(model, mesh, evals, *, flip=False):
   """({evaluator: {key: value}}, {evaluator: description}) of ``model`` for ``evals`` (``evaluations``)."""
+  from dapose_jax import evaluators, parallel
+  from dapose_jax.run import finished
+
   config = model.config.copy_and_resolve_references()
   with config.unlocked():
     config.evals = ConfigDict(evals, allow_dotted_keys=True)  # NAME@0.1
@@ -95,6 +99,8 @@ def evaluate(model, mesh, evals, *, flip=False):
 def curves(results, evals, thresholds):
   """{evaluator: [its headline value at each threshold]} of the evaluators that ``evaluations`` ran once per
   threshold (named NAME@T)."""
+  from dapose_jax import evaluators
+
   by_name = {}
   for name, spec in evals.items():
     base, at, _ = name.rpartition("@")
@@ -112,6 +118,9 @@ def curve_paths(out, names):
 def bin_plots(results, evals, out, split):
   """Draws each ``pose_bins`` evaluator's PCK and EvalPose over its bins beside the JSON ``out`` (as
   ``curve_paths`` names them); returns the paths."""
+  from dapose_jax.evaluators import pose_bins
+  from dapose_jax.plots import drawing
+
   paths = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
   for name, path in paths.items():
     bins, pck, evalpose = pose_bins.per_bin(results[name])
@@ -145,6 +154,11 @@ def _parse_thresholds(values):
 
 
 def main(argv):
+  from dapose_jax import parallel
+  from dapose_jax.plots import drawing
+  from dapose_jax.run import finished
+  from dapose_jax.storage import workdirs
+
   cli.expect_no_arguments(argv)
   cli.log_progress_to_stderr()
   cli.enable_compilation_cache()

@@ -19,13 +19,11 @@ import functools
 import pathlib
 import sys
 
-import jax
 from absl import flags
 
 from dapose_jax import errors, methods
 from dapose_jax.commands import cli
 from dapose_jax.interop import pose_checkpoints
-from dapose_jax.storage import checkpoints, workdirs
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +31,10 @@ FLAGS = flags.FLAGS
 def import_run(config, checkpoint, workdir, network=None):
   """Writes ``workdir`` (which must be new or empty) as a run of ``config`` holding the weights of the PyTorch
   ``checkpoint`` at step 0; returns the folder. Nothing is written when the checkpoint does not fit."""
+  import jax  # here, not at the top: --help must not load JAX
+
+  from dapose_jax.storage import checkpoints, workdirs
+
   workdir = pathlib.Path(workdir).expanduser().resolve()
   if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
     raise errors.UserError(f"--workdir {workdir} exists and is not empty; give a new folder to import into")

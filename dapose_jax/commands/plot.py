@@ -15,8 +15,6 @@ from absl import flags
 
 from dapose_jax import errors
 from dapose_jax.commands import cli
-from dapose_jax.plots import drawing
-from dapose_jax.run import comparison
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +28,9 @@ def define_flags():
 
 
 def main(argv):
+  from dapose_jax.plots import drawing  # here, not at the top: --help must not load OpenCV or JAX
+  from dapose_jax.run import comparison
+
   if len(argv) < 2:
     raise errors.UserError("give one or more run folders")
   out = pathlib.Path(FLAGS.out).expanduser()

@@ -8,7 +8,6 @@ writes ``DIR/pose_vae/params.msgpack`` and ``DIR/pose_vae/scores.json`` and prin
 
 import sys
 
-from dapose_jax.auxiliary import pose_vae
 from dapose_jax.commands import cli
 
 
@@ -18,6 +17,8 @@ def define_flags():
 
 def main(argv):
   cli.expect_no_arguments(argv)
+  from dapose_jax.auxiliary import pose_vae  # here, not at the top: --help must not load JAX
+
   cli.start_jax()
   print(pose_vae.run(cli.FLAGS.config, cli.FLAGS.workdir))
 

@@ -30,15 +30,13 @@ import json
 import pathlib
 import sys
 
-import cv2
 from absl import app, flags
 
-from dapose_jax import errors, parallel
+from dapose_jax import errors
 from dapose_jax.commands import cli
-from dapose_jax.plots import drawing
-from dapose_jax.pose import decoding
-from dapose_jax.run import finished, predictor
+from dapose_jax.config import defaults
 
+# JAX, OpenCV and the predictor are imported in the functions that use them: --help must not load them
 FLAGS = flags.FLAGS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -48,7 +46,7 @@ def define_flags():
   cli.define_model_flags()
   flags.DEFINE_string("out", None, "The folder to write STEM.json and STEM.png into (made if missing).")
   flags.DEFINE_bool("flip", False, "Average the heatmaps with those of the mirrored images (flip test).")
-  flags.DEFINE_enum("decoding", "dark", decoding.DECODERS, "How heatmaps become keypoints: dark (DARK's sub-pixel "
+  flags.DEFINE_enum("decoding", "dark", defaults.DECODERS, "How heatmaps become keypoints: dark (DARK's sub-pixel "
                     "Newton step), quarter (mmpose's quarter-cell shift) or argmax (the integer peak, as the reference "
                     "PCK decodes).")
   flags.DEFINE_float("kpt_thr", 0.3, "Draw only the keypoints of confidence (heatmap maximum) above this (mmpose's "
@@ -111,6 +109,8 @@ def existing_outputs(out, path):
 
 def frames(path):
   """(frame index, RGB frame) of each frame of a video file that OpenCV reads."""
+  import cv2
+
   capture = cv2.VideoCapture(str(path))
   try:
     index = 0
@@ -128,6 +128,8 @@ def predict(model, mesh, paths, out, *, flip=False, decoder="dark", threshold=0.
   """Writes the outputs of every image of ``paths`` that can be read, and of every frame of its videos (STEM_FRAME,
   the frame's index in six digits), into ``out``; returns (how many it wrote, how many inputs could not be read),
   each of the latter with a warning."""
+  from dapose_jax.run import predictor
+
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   readable, unreadable = [], 0
@@ -164,6 +166,9 @@ def predict(model, mesh, paths, out, *, flip=False, decoder="dark", threshold=0.
 
 
 def _write(out, path, frame, stem, image, xy, confidence, model, flip, decoder, threshold):
+  from dapose_jax.plots import drawing
+  from dapose_jax.run import predictor
+
   json_path, png_path = outputs(out, stem)
   record = {"image": str(path), "keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(xy, confidence)],
             "names": list(model.keypoint_set.names), "keypoint_set": model.keypoint_set.name,
@@ -176,6 +181,9 @@ def _write(out, path, frame, stem, image, xy, confidence, model, flip, decoder, 
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError("give at least one image, folder of images or video")
+  from dapose_jax import parallel
+  from dapose_jax.run import finished
+
   cli.log_progress_to_stderr()
   cli.enable_compilation_cache()
   paths, failed = plan(argv[1:], FLAGS.out, FLAGS.overwrite)

@@ -9,13 +9,14 @@ import pathlib
 import sys
 
 from dapose_jax.commands import cli
-from dapose_jax.methods import base, reconstruction
-from dapose_jax.run import loop
 
 
 def train_generator(config, workdir):
   """Path of ``WORKDIR/reconstruction.msgpack``, made (or reused) by the method ``reconstruction``'s run in
   WORKDIR; ``config.reconstruction.net`` is not read."""
+  from dapose_jax.methods import base, reconstruction  # here, not at the top: --help must not load JAX
+  from dapose_jax.run import loop
+
   workdir = pathlib.Path(workdir).expanduser().resolve()
   loop.run(base.updated(config, method="reconstruction", reconstruction={"net": ""}), workdir)
   return workdir / reconstruction.NET

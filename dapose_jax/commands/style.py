@@ -8,15 +8,16 @@ a released decoder (``--config.style.decoder``) converted without training). A n
 import pathlib
 import sys
 
-from dapose_jax.auxiliary import style_net
 from dapose_jax.commands import cli
-from dapose_jax.methods import base
-from dapose_jax.run import loop
 
 
 def train_decoder(config, workdir):
   """Path of ``WORKDIR/style_net.msgpack``, made (or reused) by the method ``style_decoder``'s run in WORKDIR;
   ``config.style.net`` is not read."""
+  from dapose_jax.auxiliary import style_net  # here, not at the top: --help must not load JAX
+  from dapose_jax.methods import base
+  from dapose_jax.run import loop
+
   workdir = pathlib.Path(workdir).expanduser().resolve()
   loop.run(base.updated(config, method="style_decoder", style={"net": ""}), workdir)
   return workdir / style_net.STYLE_NET

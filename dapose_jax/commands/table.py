@@ -15,7 +15,6 @@ from absl import flags
 
 from dapose_jax import errors
 from dapose_jax.commands import cli
-from dapose_jax.run import comparison
 
 FLAGS = flags.FLAGS
 
@@ -29,6 +28,8 @@ def define_flags():
 
 
 def main(argv):
+  from dapose_jax.run import comparison  # here, not at the top: --help must not load JAX
+
   if len(argv) < 2:
     raise errors.UserError("give one or more finished run folders")
   out = pathlib.Path(FLAGS.out).expanduser() if FLAGS.out else None

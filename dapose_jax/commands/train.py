@@ -4,7 +4,6 @@
 import sys
 
 from dapose_jax.commands import cli
-from dapose_jax.run import loop
 
 
 def define_flags():
@@ -13,6 +12,8 @@ def define_flags():
 
 def main(argv):
   cli.expect_no_arguments(argv)
+  from dapose_jax.run import loop  # here, not at the top: --help must not load JAX
+
   cli.start_jax()
   loop.run(cli.FLAGS.config, cli.FLAGS.workdir)
 

@@ -9,6 +9,12 @@ KEYPOINT_SETS = {"synthetic": "body16", "lsp": "body16", "lsp_extended": "body16
 ANIMAL_KEYPOINT_SETS = {
     "tigdog": "animal18", "animal_pose": "animal14",
     "synanimal": {"horse": "animal18", "tiger": "animal18", "hound": "animal14", "sheep": "animal14"}}
+# the data sets that ``dapose-jax build`` builds (``data.builders.REGISTRY``'s keys), here for build's --help, which
+# must not import TFDS
+BUILDABLE = ("animal_pose_cat", "animal_pose_cow", "animal_pose_dog", "animal_pose_dog_sheep", "animal_pose_horse",
+             "animal_pose_sheep", "freihand", "h3d", "human36m", "lsp", "lsp_extended", "rhd", "surreal",
+             "synanimal_horse", "synanimal_horse_tiger", "synanimal_hound", "synanimal_hound_sheep", "synanimal_sheep",
+             "synanimal_tiger", "tigdog_horse", "tigdog_horse_tiger", "tigdog_tiger")
 
 
 def keypoint_set(name):

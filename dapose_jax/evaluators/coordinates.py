@@ -5,7 +5,7 @@ Distances are in the pixels of the split's stored images by default (``pixels="o
 them in the original image): each sample's input-pixel difference is scaled back through its resize or
 resize-and-pad (the ``scale`` of ``pipeline.eval_batches``; for LSP the original photo, for a data set stored as
 crops the crop). ``pixels="input"`` measures in the input pixels (the ``config.image_size`` square the model sees).
-Predictions are decoded by the evaluator's ``decoding`` setting, one of ``decoding.DECODERS``
+Predictions are decoded by the evaluator's ``decoding`` setting, one of ``config.defaults.DECODERS``
 (``pose/decoding.py``, ``keypoints_in_pixels``): ``argmax`` by default, the integer argmax of the heatmap times
 the stride, the inverse of the targets' centre ``int(x / stride + 0.5)`` and the decoding tllib's PCK scores, so
 that these metrics and ``pck`` judge the same predictions (it quantises: a perfect heatmap is up to stride / 2 off

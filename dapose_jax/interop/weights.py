@@ -21,8 +21,6 @@ import pickle
 import re
 from typing import Mapping, NamedTuple, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dapose_jax import errors
@@ -101,6 +99,9 @@ def convert_tree(params, batch_stats, state_dict, key_of, where="", prepare=None
   ``where``): the missing and mis-shaped keys in the order of the leaves, then the unexpected ones sorted; a leaf
   with a problem is left as it was. Keys ending in ``.num_batches_tracked`` or starting with one of
   ``ignored_prefixes`` are never unexpected."""
+  import jax  # here, not at the top: the import command's --help reads pose_checkpoints, which must not load JAX
+  import jax.numpy as jnp
+
   used, mismatches = set(), []
 
   def convert(path, leaf):

@@ -5,10 +5,10 @@ as (x, y), x the column and y the row.
 
 - ``argmax_2d``: the integer argmax in heatmap cells and each map's maximum (tllib ``get_max_preds``): the reference
   PCK, the mean teacher's and the geometric method's peaks.
-- ``keypoints_in_cells`` by a named decoder of ``DECODERS``: ``argmax`` (``argmax_2d``: tllib's, the reference PCK),
-  ``quarter`` (mmpose's default: a quarter cell toward the higher neighbour) or ``dark`` (DARK, Zhang et al.,
-  CVPR 2020: a Newton step on the Gaussian-smoothed log-heatmap); ``keypoints_in_pixels``: the same times the
-  stride, in input pixels (the coordinate evaluators, ``predict``).
+- ``keypoints_in_cells`` by a named decoder of ``config.defaults.DECODERS``: ``argmax`` (``argmax_2d``: tllib's,
+  the reference PCK), ``quarter`` (mmpose's default: a quarter cell toward the higher neighbour) or ``dark`` (DARK,
+  Zhang et al., CVPR 2020: a Newton step on the Gaussian-smoothed log-heatmap); ``keypoints_in_pixels``: the same
+  times the stride, in input pixels (the coordinate evaluators, ``predict``).
 - ``soft_argmax`` at ``soft_argmax_temperature``, and ``heatmap_keypoints`` (its relative form, normalised as the
   reconstruction generator's keypoints): the differentiable keypoints of the geometric reconstruction.
 - ``pixels_to_normalised`` / ``normalised_to_pixels``: pixel indices of a map <-> [-1, 1] coordinates (the
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dapose_jax import errors
+from dapose_jax.config import defaults
 from dapose_jax.pose import keypoints
 
 
@@ -56,12 +57,10 @@ def argmax_2d(heatmaps):
   return xy * (maxvals > 0)[..., None], maxvals
 
 
-DECODERS = ("argmax", "quarter", "dark")
-
-
 def keypoints_in_cells(heatmaps, decoder="argmax", sigma=2.0):
-  """Keypoints of (..., H, W, K) heatmaps in heatmap cells by ``decoder`` (one of ``DECODERS``), and each map's
-  maximum as its confidence. All three start from ``argmax_2d`` (a map whose maximum is <= 0 stays at (0, 0)):
+  """Keypoints of (..., H, W, K) heatmaps in heatmap cells by ``decoder`` (one of ``config.defaults.DECODERS``), and
+  each map's maximum as its confidence. All three start from ``argmax_2d`` (a map whose maximum is <= 0 stays at
+  (0, 0)):
 
   - ``argmax``: the integer argmax, unrefined (tllib; a perfect heatmap is up to half a cell off per axis).
   - ``quarter`` (mmpose 1.x ``refine_keypoints``): each coordinate moves a quarter cell toward the higher of its
@@ -85,9 +84,9 @@ def keypoints_in_cells(heatmaps, decoder="argmax", sigma=2.0):
 
 
 def check_decoder(decoder):
-  """A ConfigError naming the choices unless ``decoder`` is one of ``DECODERS``."""
-  if decoder not in DECODERS:
-    raise errors.ConfigError(f"decoding={decoder!r}; choose one of {', '.join(DECODERS)}")
+  """A ConfigError naming the choices unless ``decoder`` is one of ``config.defaults.DECODERS``."""
+  if decoder not in defaults.DECODERS:
+    raise errors.ConfigError(f"decoding={decoder!r}; choose one of {', '.join(defaults.DECODERS)}")
 
 
 def keypoints_in_pixels(heatmaps, image_size, decoder="argmax", sigma=2.0):

@@ -9,7 +9,7 @@
 
 Each image is resized keeping its aspect ratio and zero-padded to the model's square input (tllib's ResizePad), the
 images run in batches of ``config.eval_batch_size`` (the last one padded), each heatmap is decoded by ``decoding``
-(``pose.decoding.DECODERS``; ``dark`` by default) and the keypoints are mapped back to the image's pixels
+(``config.defaults.DECODERS``; ``dark`` by default) and the keypoints are mapped back to the image's pixels
 (continuous coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)). The model expects one subject
 roughly centred in each image (there is no detector): crop each person, hand or animal first.
 """
@@ -61,7 +61,7 @@ def to_original(xy, corners, shape):
 
 def keypoint_predictor(model, mesh, flip=False, decoder="dark"):
   """jit: (state, uint8 input images (B, S, S, 3)) -> (xy in input pixels (B, K, 2), confidence (B, K), heatmaps),
-  decoded by ``decoder`` (one of ``decoding.DECODERS``); ``flip``: SimpleBaseline's flip test."""
+  decoded by ``decoder`` (one of ``config.defaults.DECODERS``); ``flip``: SimpleBaseline's flip test."""
   decoding.check_decoder(decoder)
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
 
