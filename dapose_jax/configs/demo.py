@@ -51,7 +51,7 @@ def demo(size=""):
     c.eval_pictures = 0
     c.source.train_size = 10_000
     c.regda.update(pretrain_epochs=2, warm_start_iters=20.0)  # lambda(40) = 0.076, as the longer demo's late steps
-    c.sampling.upper_quantile = 0.999  # the scores' long tail (README, "Bins and samplers")
+    c.sampling.upper_quantile = 0.999  # the scores' long tail (docs/pose-vae.md, "Bins and samplers")
     c.evals.target_bins = dict(type="pose_bins", domain="target")
   if size == "table_a":
     shrink(c, image_size=64, heatmap_size=16, features=64, render_size=64, test_size=256, batch_size=8,

@@ -2,7 +2,7 @@
 
 `configs/freihand_rhd.py`: source-only ERM; `configs/freihand_rhd.py:regda`: RegDA (stage 1 + 30 epochs).
 `:mean_teacher` / `:daml`: UDAPE / DAML (40 stylised source-only epochs + 30 mean-teacher epochs).
-Needs the built data sets (README, "Datasets").
+Needs the built data sets (docs/datasets.md).
 """
 
 from dapose_jax.config import tasks

@@ -2,7 +2,7 @@
 
 `configs/surreal_h36m.py`: source-only ERM; `configs/surreal_h36m.py:regda`: RegDA (stage 1 + 10 epochs).
 `:mean_teacher` / `:daml`: UDAPE / DAML (40 stylised source-only epochs + 30 mean-teacher epochs).
-Needs the built data sets (README, "Datasets").
+Needs the built data sets (docs/datasets.md).
 """
 
 from dapose_jax.config import tasks

@@ -4,7 +4,7 @@
 `:dog` (hound -> dog) or `:sheep` (sheep -> sheep): one animal; append a method (`,regda`) for RegDA
 (e.g. `configs/synanimal_animalpose.py:sheep,regda`).
 UDAPE's animal settings: rotation 60 (its script's `--rotation_stu/--rotation_tea 60`) and heatmap sigma 1.
-Needs the built data sets (README, "Datasets"): synanimal_<source animals> and animal_pose_<target animals>.
+Needs the built data sets (docs/datasets.md): synanimal_<source animals> and animal_pose_<target animals>.
 """
 
 from dapose_jax.config import tasks

@@ -4,7 +4,7 @@
 `configs/synanimal_tigdog.py:horse` or `:tiger`: one animal; append a method (`,regda`) for RegDA
 (e.g. `configs/synanimal_tigdog.py:horse,regda`; `:regda` alone is horse + tiger).
 UDAPE's animal settings: rotation 60 (its script's `--rotation_stu/--rotation_tea 60`) and heatmap sigma 1.
-Needs the built data sets (README, "Datasets"): synanimal_<animals> and tigdog_<animals>.
+Needs the built data sets (docs/datasets.md): synanimal_<animals> and tigdog_<animals>.
 """
 
 from dapose_jax.config import tasks

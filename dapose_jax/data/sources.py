@@ -65,7 +65,7 @@ def _builder_class(name):
     raise MissingDatasetError(
         f"dataset {name!r} is not available: dapose_jax can build {sorted(builders.REGISTRY)} (python -m "
         "dapose_jax.commands.build) and embeds 'synthetic' (e.g. --config configs/demo.py); the other real "
-        "benchmarks have no builder yet (see the README's status table).")
+        "benchmarks have no builder yet (docs/datasets.md).")
   return builders.REGISTRY[name]
 
 

@@ -1,5 +1,5 @@
 """Geometric reconstruction with integrated pseudo-labelling (seed: "Synthetic-to-Real Pose Estimation with
-Geometric Reconstruction", NeurIPS 2023; no public code: every piece is defined here and in the README).
+Geometric Reconstruction", NeurIPS 2023; no public code: every piece is defined here and in docs/geometric.md).
 
 Stages: the AdaIN network and stage 1 as the mean teacher's (``mean_teacher.prepare``); then, with the
 reconstruction term, the generator pre-trained on source pairs with stage 1's predicted keypoints (method

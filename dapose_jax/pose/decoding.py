@@ -158,7 +158,7 @@ def _dark_offsets(heatmaps, xy, size):
 
 def soft_argmax(heatmaps, temperature, relative=False):
   """Differentiable argmax of (..., H, W, K) maps (the soft-argmax of integral pose regression, Sun et al., ECCV
-  2018; the geometric reconstruction's seed paper gives no code, README "Keypoints from heatmaps").
+  2018; the geometric reconstruction's seed paper gives no code, docs/geometric.md, "Keypoints from heatmaps").
 
   Returns the expected (x, y) pixel index (..., K, 2) under p = softmax over the H * W pixels of
   heatmap / temperature; x = column, y = row, as ``argmax_2d``. ``relative=True`` also divides each map by its
