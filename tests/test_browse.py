@@ -1,6 +1,7 @@
 """The browse command shows the samples a run trains and evaluates on, drawn in a contact sheet."""
 
 import itertools
+import pathlib
 import subprocess
 import sys
 
@@ -75,6 +76,21 @@ def test_browse_writes_a_contact_sheet_of_count_tiles_and_replaces_it_only_with_
   assert replaced.returncode == 0, replaced.stderr
   assert Image.open(out / browse.SHEET).size == (64 + 2 * drawing.GAP, 64 + 2 * drawing.GAP + drawing.legend(
       skeletons.BODY16, 64 + 2 * drawing.GAP).shape[0])
+
+
+def test_browse_without_out_writes_under_runs_browse_a_sheet_named_after_the_config_domain_and_split(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "dapose_jax", "browse", "--config=demo:smoke", "--split=test",
+                         "--count=1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  path = pathlib.Path("runs", "browse", "demo_smoke_source_test.png")
+  assert proc.returncode == 0 and proc.stdout == f"1 test samples of source (synthetic): {path}\n", proc.stderr
+  assert (tmp_path / path).is_file() and [p.name for p in tmp_path.iterdir()] == ["runs"]
+
+
+def test_the_default_sheet_names_the_config_file_its_variant_tokens_the_domain_and_the_split():
+  assert browse.default_sheet("demo:smoke,regda", "target", "train") == pathlib.Path(
+      "runs/browse/demo_smoke_regda_target_train.png")
+  assert browse.default_sheet(str(pathlib.Path(demo.__file__)), "source", "test") == pathlib.Path(
+      "runs/browse/demo_source_test.png")
 
 
 @pytest.mark.parametrize("args, message", [

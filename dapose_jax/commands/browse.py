@@ -8,8 +8,10 @@ augmentation, exactly as a run of the config trains on them (``pipeline.train_it
 ``loop.train_iterators`` seeds it); ``--split test`` the first samples of the test split in the test transform,
 as the evaluators see them. Each tile is labelled with its position in that stream (test: the sample's index) and
 the sheet ends with a legend of the keypoint colours (``drawing``: left warm, right cool, centre green), the
-quickest way to catch a wrong flip pair or joint map. Writes ``DIR/contact_sheet.png`` (default DIR:
-``browse_<domain>_<split>`` in the current folder) and never replaces one without ``--overwrite``.
+quickest way to catch a wrong flip pair or joint map. Writes ``DIR/contact_sheet.png`` with ``--out DIR``, else
+``runs/browse/CONFIG[_VARIANT]_DOMAIN_SPLIT.png`` in the current folder (``default_sheet``, e.g.
+runs/browse/demo_smoke_source_train.png), making the folders, prints the path, and never replaces a sheet without
+``--overwrite``.
 """
 
 import functools
@@ -20,15 +22,17 @@ import sys
 
 import numpy as np
 from absl import flags
+from ml_collections import config_flags
 
 from dapose_jax import errors
 from dapose_jax.commands import cli
-from dapose_jax.config import defaults
+from dapose_jax.config import defaults, files
 from dapose_jax.pose import skeletons
 
 # JAX, OpenCV and the data pipeline are imported in the functions that use them: --help must not load them
 FLAGS = flags.FLAGS
-SHEET = "contact_sheet.png"
+SHEET = "contact_sheet.png"  # the sheet's name in --out
+DEFAULT_FOLDER = pathlib.Path("runs", "browse")  # the sheets without --out: in runs/ (which .gitignore leaves out)
 
 
 def define_flags():
@@ -40,10 +44,11 @@ def define_flags():
   flags.DEFINE_integer("columns", None, "Tiles per row (default: a square grid).", lower_bound=1)
   flags.DEFINE_integer("tile_size", None, "Side of a tile in pixels; samples are resized to it (default: the "
                        "config's image_size, as the model sees them).", lower_bound=16)
-  flags.DEFINE_string("out", None, f"Folder of {SHEET} (default: browse_<domain>_<split> in the current folder).")
+  flags.DEFINE_string("out", None, f"Folder of {SHEET} (default: the sheet is "
+                      f"{DEFAULT_FOLDER}/CONFIG[_VARIANT]_DOMAIN_SPLIT.png in the current folder).")
   flags.DEFINE_integer("seed", None, "--split=train: the seed of the stream's shuffle and augmentation (default: the "
                        "one a run of the config uses, config.seed, + 1 for the target).")
-  flags.DEFINE_bool("overwrite", False, f"Replace an existing {SHEET}.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing sheet.")
 
 
 def samples(config, domain, split, seed=None):
@@ -96,6 +101,15 @@ def contact_sheet(items, keypoint_set, columns=None, tile_size=None):
   return np.concatenate([sheet, drawing.legend(keypoint_set, sheet.shape[1])])
 
 
+def default_sheet(config_argument, domain, split):
+  """The sheet's path without --out: ``DEFAULT_FOLDER/CONFIG[_VARIANT]_DOMAIN_SPLIT.png``, CONFIG the stem of the
+  ``--config`` file and VARIANT its variant's tokens joined by _ (``configs/demo.py:smoke`` and ``demo:smoke`` are
+  demo_smoke)."""
+  file, variant = files.resolve(config_argument)
+  tokens = [token.strip() for token in variant.split(",") if token.strip()]
+  return DEFAULT_FOLDER / f"{'_'.join([file.stem, *tokens, domain, split])}.png"
+
+
 def main(argv):
   from dapose_jax.plots import drawing
 
@@ -104,14 +118,16 @@ def main(argv):
   if FLAGS.split == "test" and FLAGS.seed is not None:
     raise errors.ConfigError("--seed seeds the training stream's shuffle and augmentation; --split=test has neither")
   config = FLAGS.config
-  out = pathlib.Path(FLAGS.out or f"browse_{FLAGS.domain}_{FLAGS.split}").expanduser()
-  path = out / SHEET
+  if FLAGS.out:
+    path = pathlib.Path(FLAGS.out).expanduser() / SHEET
+  else:
+    path = default_sheet(config_flags.get_config_filename(FLAGS["config"]), FLAGS.domain, FLAGS.split)
   if path.exists() and not FLAGS.overwrite:
     raise errors.UserError(f"{path} exists; --overwrite replaces it, or choose another --out")
   keypoint_set = skeletons.get(config[FLAGS.domain].keypoint_set)
   items = list(itertools.islice(samples(config, FLAGS.domain, FLAGS.split, FLAGS.seed), FLAGS.count))
   sheet = contact_sheet(items, keypoint_set, FLAGS.columns, FLAGS.tile_size)
-  out.mkdir(parents=True, exist_ok=True)
+  path.parent.mkdir(parents=True, exist_ok=True)
   drawing.save_png(path, sheet)
   print(f"{len(items)} {FLAGS.split} samples of {FLAGS.domain} ({config[FLAGS.domain].name}): {path}")
 
