@@ -62,8 +62,8 @@ def cli_reference():
     described = dict(zip(cli.COMMANDS, pool.map(_describe, cli.COMMANDS)))
   parts = ["# Command-line reference", "",
            "Generated from the commands' own flags when these pages are built. Every command is "
-           "`dapose-jax COMMAND` (or `python -m dapose_jax COMMAND`); `dapose-jax COMMAND --help` prints the same, "
-           "and `--config.KEY=VALUE` overrides any key of the config a command reads.", ""]
+           "`dapose-jax COMMAND` (or `python -m dapose_jax COMMAND`); `dapose-jax COMMAND --help` prints the same "
+           "(without loading JAX: well under a second), and `--config.KEY=VALUE` overrides any key of the config a command reads.", ""]
   for command, (_, summary) in cli.COMMANDS.items():
     parts += [f"## `dapose-jax {command}`", "", f"*{summary}.*", "", _markdown_of_docstring(described[command]["doc"]),
               "", "| flag | default | what it does |", "|---|---|---|",
