@@ -123,6 +123,15 @@ def test_the_pck_curve_runs_from_its_first_to_its_last_value(tmp_path):
   assert abs(np.median(flat_rows) - (start + end) / 2) <= 3  # 50 halfway up
 
 
+def test_long_y_tick_labels_widen_the_left_margin_instead_of_leaving_the_canvas():
+  x = np.array([5.0, 10.0, 15.0, 20.0])
+  short = drawing.series_plot({"": (x, np.array([10.0, 20.0, 30.0, 40.0]))}, title="", x_label="")
+  long = drawing.series_plot({"": (x, np.array([0.00547, 0.00506, 0.00483, 0.00465]))}, title="", x_label="")
+  frame_left = lambda plot: int(np.argmax(np.all(plot[160] == 0, axis=-1)))  # the axes' black left edge, mid-height
+  assert frame_left(short) == drawing.PLOT_MARGINS["left"] and frame_left(long) > drawing.PLOT_MARGINS["left"]
+  assert np.all(long[:, :2] == 255)  # no label runs into the left border
+
+
 def test_evaluation_pictures_draw_the_decoded_prediction_beside_the_truth():
   truth = np.array([[4.0, 20.0], [16.0, 20.0], [28.0, 20.0]], np.float32)
   source = [{"image": np.zeros((32, 32, 3), np.uint8), "keypoints": truth, "visible": np.ones(3, np.float32)}] * 3

@@ -256,8 +256,6 @@ def series_plot(lines, *, title, x_label, y_range=None, bands=None):
                      "(x, y) pairs of equal, non-empty 1-D shapes")
   rows, columns = PLOT_SIZE
   out = np.full((rows, columns, 3), 255, np.uint8)
-  left, right = PLOT_MARGINS["left"], columns - PLOT_MARGINS["right"]
-  top, bottom = PLOT_MARGINS["top"], rows - PLOT_MARGINS["bottom"]
   every_x = np.concatenate([x for x, _ in lines.values()])
   low, high = every_x.min(), every_x.max()
   if high == low:
@@ -269,6 +267,10 @@ def series_plot(lines, *, title, x_label, y_range=None, bands=None):
     pad = 0.05 * (y_high - y_low) or 0.5 * (abs(y_low) or 1)
     y_range = (y_low - pad, y_high + pad)
   y_low, y_high = y_range
+  y_ticks = [(tick, f"{tick:.3g}") for tick in np.linspace(y_low, y_high, 6)]
+  widest = max(cv2.getTextSize(text, _FONT, 0.4, 1)[0][0] for _, text in y_ticks)
+  left, right = max(PLOT_MARGINS["left"], widest + 12), columns - PLOT_MARGINS["right"]  # room for the y labels
+  top, bottom = PLOT_MARGINS["top"], rows - PLOT_MARGINS["bottom"]
 
   def pixel(u, y):
     return (round(left + (u - low) / (high - low) * (right - left)),
@@ -281,10 +283,9 @@ def series_plot(lines, *, title, x_label, y_range=None, bands=None):
     text = f"{tick:.3g}"
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
     cv2.putText(out, text, (u - w // 2, bottom + 8 + h), _FONT, 0.4, black, 1, cv2.LINE_AA)
-  for tick in np.linspace(y_low, y_high, 6):
+  for tick, text in y_ticks:
     _, y = pixel(low, tick)
     cv2.line(out, (left, y), (right, y), grey, 1)
-    text = f"{tick:.3g}"
     (w, h), _ = cv2.getTextSize(text, _FONT, 0.4, 1)
     cv2.putText(out, text, (left - 6 - w, y + h // 2), _FONT, 0.4, black, 1, cv2.LINE_AA)
   cv2.rectangle(out, (left, top), (right, bottom), black, 1)
