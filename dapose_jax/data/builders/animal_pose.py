@@ -19,6 +19,7 @@ there, so a mislabelled folder fails the build instead of training on the wrong 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 
 # The release's 20 keypoints, in file order.
@@ -111,7 +112,7 @@ def _read_release(root):
 
 def _load_annotations(path):
   """UDAPE's cached annotation list, each checked: image_id, category_id, bbox (4,), keypoints (20, 3)."""
-  raw = np.load(common.require(path, LAYOUT), allow_pickle=True)
+  raw = pickles.read_npy(common.require(path, LAYOUT))
   annotations = []
   for i, item in enumerate(raw.reshape(-1)):
     try:

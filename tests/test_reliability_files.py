@@ -1,0 +1,169 @@
+"""Files a user gives the project, crafted or damaged, driven as a user would: nothing in them runs, and each failure
+is one line that names the file."""
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dapose_jax import errors
+from dapose_jax.data import pickles
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFUSED = "an annotation file holds only dicts, lists, numbers, strings and numpy arrays; replace it with the file of " \
+          "the release"
+
+
+def run_command(*args):
+  """``python -m dapose_jax ARGS`` as a user runs it."""
+  return subprocess.run([sys.executable, "-m", "dapose_jax", *args], capture_output=True, text=True, timeout=300)
+
+
+def last_line(done):
+  """The command's last line on stderr, after checking that it is its only error line and that no traceback came."""
+  lines = done.stderr.strip().splitlines()
+  assert "Traceback" not in done.stderr and [line for line in lines if line.startswith("error")] == lines[-1:], \
+      done.stderr
+  return lines[-1]
+
+
+# -- 1. No code runs from annotation files ------------------------------------------------------------------------
+
+class Call:
+  """Pickles as a call of ``function`` (e.g. ``os.system``) on ``args``: what a crafted file would run."""
+
+  def __init__(self, function, *args):
+    self.function, self.args = function, args
+
+  def __reduce__(self):
+    return self.function, self.args
+
+
+def crafted_rhd(root, marker):
+  """A release whose training annotations call ``os.system`` to create ``marker``; the pickle's path."""
+  path = root / "RHD_published_v2" / "training" / "anno_training.pickle"
+  path.parent.mkdir(parents=True)
+  path.write_bytes(pickle.dumps({0: {"uv_vis": Call(os.system, f"touch {marker}")}}))
+  return path
+
+
+def crafted_animal_pose(root, marker):
+  """A release whose cached dog annotations call ``os.system`` to create ``marker``; the .npy's path."""
+  (root / "animal-pose").mkdir(parents=True)
+  (root / "animal-pose" / "keypoints.json").write_text(json.dumps({"images": {"1": "1.jpg"}}))
+  path = root / "cached_data" / "real_animal_pose" / "dog" / "train_anno.npy"
+  path.parent.mkdir(parents=True)
+  items = np.empty(1, object)
+  items[0] = {"image_id": 1, "bbox": [0, 0, 9, 9], "keypoints": Call(os.system, f"touch {marker}")}
+  np.save(path, items, allow_pickle=True)
+  return path
+
+
+@pytest.mark.parametrize("dataset, write", [("rhd", crafted_rhd), ("animal_pose_dog", crafted_animal_pose)])
+def test_a_crafted_annotation_file_runs_nothing_and_the_build_names_it(tmp_path, dataset, write):
+  marker = tmp_path / "ran"
+  path = write(tmp_path / "release", marker)
+  done = run_command("build", f"--dataset={dataset}", f"--manual_dir={tmp_path / 'release'}",
+                     f"--data_dir={tmp_path / 'tfds'}")
+  assert done.returncode == 2
+  assert last_line(done) == f"error: {path}: refuses to unpickle posix.system: {REFUSED}"
+  assert not marker.exists() and not list((tmp_path / "tfds").glob("*/1.0.0"))
+  if dataset == "rhd":  # the payload is live: a plain unpickler runs it
+    pickle.loads(path.read_bytes())
+  else:
+    np.load(path, allow_pickle=True)
+  assert marker.exists()
+
+
+@pytest.mark.parametrize("function, argument", [(exec, "open({marker!r}, 'w').close()"),
+                                                (eval, "open({marker!r}, 'w').close()"),
+                                                (subprocess.call, ["touch", "{marker}"])])
+def test_any_other_global_is_refused_before_it_runs(tmp_path, function, argument):
+  marker = tmp_path / "ran"
+  argument = [a.format(marker=str(marker)) for a in argument] if isinstance(argument, list) \
+      else argument.format(marker=str(marker))
+  path = tmp_path / "anno.pickle"
+  path.write_bytes(pickle.dumps([np.zeros(2), Call(function, argument)]))
+  with pytest.raises(errors.CorruptInputError) as raised:
+    pickles.read_pickle(path)
+  assert str(raised.value) == f"{path}: refuses to unpickle {function.__module__}.{function.__qualname__}: {REFUSED}"
+  assert not marker.exists()
+
+
+def python2_pickle(tree):
+  """``tree`` pickled as Python 2 with numpy 1 pickled RHD's annotations: protocol 2, strings and the arrays' bytes
+  as byte strings (BINSTRING), the array rebuild function under numpy.core."""
+
+  class Pickler(pickle._Pickler):  # the Python implementation, whose dispatch table can be changed
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_byte_string(self, value):
+      data = value.encode("latin1") if isinstance(value, str) else value
+      self.write(pickle.BINSTRING + len(data).to_bytes(4, "little") + data)
+      self.memoize(value)
+
+    dispatch[str] = dispatch[bytes] = save_byte_string
+
+  buffer = io.BytesIO()
+  Pickler(buffer, protocol=2).dump(tree)
+  return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def test_annotations_pickled_by_python_2_or_3_come_back_equal(tmp_path):
+  annotations = {7: {"uv_vis": np.arange(126.0).reshape(42, 3), "K": np.eye(3, dtype=np.float32)},
+                 8: {"name": "caf\xe9", "ids": [1, 2], "pair": (3.5, None)}}
+  for name, data in (("py2.pickle", python2_pickle(annotations)), ("py3.pickle", pickle.dumps(annotations))):
+    (tmp_path / name).write_bytes(data)
+    read = pickles.read_pickle(tmp_path / name)
+    assert sorted(read) == [7, 8] and read[8] == annotations[8]
+    for key in ("uv_vis", "K"):
+      np.testing.assert_array_equal(read[7][key], annotations[7][key])
+      assert read[7][key].dtype == annotations[7][key].dtype
+  items = np.empty(2, object)
+  items[:] = [{"image_id": 3, "keypoints": [[1, 2, 1]] * 20}, {"image_id": 4, "bbox": np.ones(4)}]
+  np.save(tmp_path / "anno.npy", items, allow_pickle=True)
+  read = pickles.read_npy(tmp_path / "anno.npy")
+  assert read.dtype == object and read[0] == items[0] and read[1]["image_id"] == 4
+  np.testing.assert_array_equal(read[1]["bbox"], np.ones(4))
+  np.save(tmp_path / "plain.npy", np.arange(6).reshape(2, 3))
+  np.testing.assert_array_equal(pickles.read_npy(tmp_path / "plain.npy"), np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.skipif(not (REAL_DATA / "samples" / "h36m" / "cameras.pkl").exists(), reason="no real data")
+def test_a_genuine_release_pickle_of_numpy_arrays_reads_as_pickle_does():
+  """mmpose's Human3.6M cameras.pkl, a release's pickle of dicts of numpy arrays (it references numpy.ndarray,
+  numpy.dtype and numpy.core.multiarray._reconstruct, as RHD's and UDAPE's files do)."""
+  path = REAL_DATA / "samples" / "h36m" / "cameras.pkl"
+  read = pickles.read_pickle(path)
+  with open(path, "rb") as f:
+    expected = pickle.load(f)  # a file of the public release
+  assert read.keys() == expected.keys() and len(read) == 44
+  for key, camera in expected.items():
+    assert read[key].keys() == camera.keys()
+    for name, value in camera.items():
+      np.testing.assert_array_equal(read[key][name], value)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("cut.pickle", pickle.dumps({1: np.zeros(3)})[:-9], "is not a readable pickle of"),
+    ("noise.npy", b"\x93NUMPY\x01\x00garbage", "is not a readable .npy file"),
+    ("cut.npy", None, "is not a readable pickle of")])
+def test_a_damaged_annotation_file_is_named_in_one_line(tmp_path, name, data, message):
+  path = tmp_path / name
+  if data is None:
+    items = np.empty(1, object)
+    items[0] = {"image_id": 1}
+    np.save(path, items, allow_pickle=True)
+    data = path.read_bytes()[:-5]
+  path.write_bytes(data)
+  read = pickles.read_npy if name.endswith(".npy") else pickles.read_pickle
+  with pytest.raises(errors.CorruptInputError) as raised:
+    read(path)
+  assert str(raised.value).startswith(f"{path} {message}") and "\n" not in str(raised.value)
+  assert str(raised.value).endswith("; replace it with the file of the release")
