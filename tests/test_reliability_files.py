@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,15 @@ import numpy as np
 import pytest
 
 from dapose_jax import errors
+from dapose_jax.auxiliary import pose_vae, style_net
 from dapose_jax.data import pickles
+from dapose_jax.data.builders import common
+from dapose_jax.interop import weights
+from dapose_jax.run import comparison, finished
+from dapose_jax.storage import network_files, workdirs
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-REFUSED = "an annotation file holds only dicts, lists, numbers, strings and numpy arrays; replace it with the file of " \
-          "the release"
+REFUSED = f"an annotation file holds only {pickles.HOLDS}; {pickles.REPLACE}"
 
 
 def run_command(*args):
@@ -167,3 +172,88 @@ def test_a_damaged_annotation_file_is_named_in_one_line(tmp_path, name, data, me
     read(path)
   assert str(raised.value).startswith(f"{path} {message}") and "\n" not in str(raised.value)
   assert str(raised.value).endswith("; replace it with the file of the release")
+
+
+# -- 2. Every file a run reads fails in one line naming it --------------------------------------------------------
+
+NOISE = np.random.default_rng(0).bytes(300)  # no format's header: what a damaged or wrong download looks like
+
+
+def test_a_damaged_style_network_stops_the_run_in_one_line_naming_it(tmp_path):
+  network = tmp_path / "style_net.msgpack"
+  network.write_bytes(NOISE)
+  done = run_command("train", "--config=configs/demo.py:smoke", "--config.method=mean_teacher",
+                     f"--workdir={tmp_path / 'run'}", f"--config.style.net={network}")
+  assert done.returncode == 2
+  assert last_line(done).startswith(f"error: {network} is not a readable network file (")
+  assert last_line(done).endswith("; train one with `dapose-jax style` (a method that needs one trains it on its own)")
+
+
+def object_npz(path):
+  np.savez(path, weight=np.zeros(3), args=np.array([{"lr": 0.1}], dtype=object))  # an object array needs a pickle
+  return path
+
+
+def write(path, data):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(data if isinstance(data, bytes) else data.encode())
+  return path
+
+
+def read_style_network(path):
+  network_files.write(path.with_suffix(".msgpack"), {"encoder": {"w": np.zeros(2)}})
+  return style_net.read(path.with_suffix(".msgpack"))
+
+
+def read_run(path):
+  """``comparison.read_run`` of the folder of ``path``, its other file intact."""
+  write(path.parent / ("results.json" if path.name == "config.json" else "config.json"), "{}")
+  return comparison.read_run(path.parent)
+
+
+def read_weights(path):
+  return weights.read_named(path, f"config.style.encoder={path}")
+
+
+def scores(path):
+  return pose_vae.load_scores(path, None, None)  # the file is read before the data it scores
+
+
+READERS = {  # case: (reader, file name, damaged content, a regex of what the message says after the file's path)
+    "weights npz noise": (read_weights, "vgg.npz", NOISE, r" is not a readable state dict \(ValueError: not an .npz "
+                          r"archive \(np.savez writes one\)\); give numeric arrays: np.savez\("),
+    "weights npz objects": (read_weights, "vgg.npz", object_npz, r" is not a readable state dict \(ValueError: array "
+                            r"'args' holds Python objects, not numbers\); give numeric arrays: np.savez\("),
+    "weights pth noise": (read_weights, "vgg.pth", NOISE, " is not a (torch.save zip archive|readable state dict)"),
+    "style record noise": (read_style_network, "style_net.json", NOISE, " is not a readable JSON record of"),
+    "style record list": (read_style_network, "style_net.json", "[1]", " holds a list, not a JSON record of"),
+    "style record without width": (read_style_network, "style_net.json", '{"style": {}}', " records no style.width"),
+    "recorded config noise": (finished.read_config, "config.json", NOISE, " is not a readable recorded config"),
+    "recorded config list": (finished.read_config, "config.json", "[1]", " holds a list, not a recorded config"),
+    "resumed config noise": (lambda path: workdirs.record_config({"seed": 0}, path.parent), "config.json", NOISE,
+                             " is not a readable recorded config"),
+    "table config noise": (read_run, "config.json", NOISE, " is not a readable recorded config"),
+    "table results noise": (read_run, "results.json", "{", " is not a readable results.json of a finished run"),
+    "metrics bad line": (lambda path: comparison.read_metrics(path.parent), "metrics.jsonl",
+                         '{"step": 1, "loss": 2}\n[3]\n', r": line 2 is not a JSON record b'\[3\]'; delete that line"),
+    "pose-VAE scores noise": (scores, "scores.json", NOISE, " is not a readable pose-VAE scores file"),
+    "pose-VAE scores list": (scores, "scores.json", "[]", " holds a list, not a pose-VAE scores file"),
+    "release json noise": (lambda path: common.read_json(path, "LAYOUT"), "keypoints.json", NOISE,
+                           " is not a readable JSON file"),
+    "release mat noise": (lambda path: common.read_mat(path, "LAYOUT"), "joints.mat", NOISE,
+                          " is not a readable MATLAB file"),
+    "release npy noise": (lambda path: common.load_indices(path, 10, "LAYOUT"), "train_idxs.npy", NOISE,
+                          " is not a readable .npy file"),
+}
+
+
+@pytest.mark.parametrize("case", READERS)
+def test_a_damaged_file_is_named_in_one_line_with_what_was_expected(tmp_path, case):
+  read, name, content, message = READERS[case]
+  path = content(tmp_path / name) if callable(content) else write(tmp_path / name, content)
+  with pytest.raises(errors.UserError) as raised:
+    read(path)
+  text = str(raised.value)
+  assert re.match(re.escape(str(path)) + message, text) or re.search(f"={re.escape(str(path))}{message}", text), text
+  assert "\n" not in text and isinstance(raised.value, errors.CorruptInputError)
+

@@ -25,6 +25,7 @@ GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
 }
 HOLDS = "dicts, lists, numbers, strings and numpy arrays"
+REPLACE = "replace it with the file of the release"
 
 
 class _Unpickler(pickle.Unpickler):
@@ -38,7 +39,7 @@ class _Unpickler(pickle.Unpickler):
     if (module, name) in GLOBALS:
       return GLOBALS[(module, name)]
     raise errors.CorruptInputError(f"{self._path}: refuses to unpickle {module}.{name}: an annotation file holds only "
-                                   f"{HOLDS}; replace it with the file of the release")
+                                   f"{HOLDS}; {REPLACE}")
 
 
 def _unpickled(file, path):
@@ -49,8 +50,8 @@ def _unpickled(file, path):
   except errors.UserError:
     raise
   except Exception as error:  # noqa: BLE001  whatever a damaged pickle raises
-    raise errors.CorruptInputError(f"{path} is not a readable pickle of {HOLDS} ({errors.one_line(error)}); replace "
-                                   "it with the file of the release") from None
+    raise errors.CorruptInputError(f"{path} is not a readable pickle of {HOLDS} ({errors.one_line(error)}); "
+                                   f"{REPLACE}") from None
 
 
 def read_pickle(path):
@@ -71,10 +72,9 @@ def read_npy(path):
         file.seek(0)
         return np.load(file, allow_pickle=False)
     except Exception as error:  # noqa: BLE001  whatever a damaged header raises
-      raise errors.CorruptInputError(f"{path} is not a readable .npy file ({errors.one_line(error)}); replace it "
-                                     "with the file of the release") from None
+      raise errors.CorruptInputError(f"{path} is not a readable .npy file ({errors.one_line(error)}); {REPLACE}") \
+          from None
     array = _unpickled(file, path)  # np.save pickles an object array whole after the header
   if not isinstance(array, np.ndarray):
-    raise errors.CorruptInputError(f"{path} holds a pickled {type(array).__name__}, not an array; replace it with the "
-                                   "file of the release")
+    raise errors.CorruptInputError(f"{path} holds a pickled {type(array).__name__}, not an array; {REPLACE}")
   return array

@@ -25,6 +25,7 @@ four times as much and be slower to decode.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
 from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 
@@ -67,12 +68,12 @@ def select_hands(annotations, path):
 def _array(anno, key, shape, path, sample_id):
   value = anno.get(key) if isinstance(anno, dict) else None
   if value is None:
-    raise ValueError(f"{path}: sample {sample_id}: no {key!r} in {anno!r:.200}")
+    raise errors.CorruptInputError(f"{path}: sample {sample_id}: no {key!r} in {anno!r:.200}")
   value = np.asarray(value)
   if value.shape != shape or not np.issubdtype(value.dtype, np.number):
     note = " (21 keypoints of the left hand, then 21 of the right)" if shape[0] == 42 else ""
-    raise ValueError(f"{path}: sample {sample_id}: expected {key!r} of shape {shape}{note}, got shape "
-                     f"{value.shape}")
+    raise errors.CorruptInputError(f"{path}: sample {sample_id}: expected {key!r} of shape {shape}{note}, got shape "
+                                   f"{value.shape}")
   return value
 
 
@@ -80,7 +81,7 @@ def load_pickle(path, layout):
   """The annotations of one set: the dict in the pickle ``path``, read without running anything it holds."""
   data = pickles.read_pickle(common.require(path, layout))
   if not isinstance(data, dict):
-    raise ValueError(f"{path}: expected a dict sample_id -> annotation, got {type(data).__name__}")
+    raise errors.CorruptInputError(f"{path}: expected a dict sample_id -> annotation, got {type(data).__name__}")
   return data
 
 
