@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from dapose_jax import errors
+from dapose_jax import errors, parallel
 from dapose_jax.auxiliary import pose_vae, style_net
+from dapose_jax.commands import predict
 from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 from dapose_jax.interop import weights
-from dapose_jax.run import comparison, finished
+from dapose_jax.run import comparison, finished, predictor
 from dapose_jax.storage import network_files, workdirs
+from tests.test_predict import fake_model, peak_at
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REFUSED = f"an annotation file holds only {pickles.HOLDS}; {pickles.REPLACE}"
@@ -257,3 +260,55 @@ def test_a_damaged_file_is_named_in_one_line_with_what_was_expected(tmp_path, ca
   assert re.match(re.escape(str(path)) + message, text) or re.search(f"={re.escape(str(path))}{message}", text), text
   assert "\n" not in text and isinstance(raised.value, errors.CorruptInputError)
 
+
+# -- 6. Predict reads every image by its value range and names the files it cannot read ----------------------------
+
+def test_a_16_bit_png_is_predicted_on_as_its_8_bit_version_not_as_white(tmp_path):
+  wide = np.linspace(0, 65535, 64 * 48).round().astype(np.uint16).reshape(48, 64)  # 0..65535, every 8-bit level
+  Image.fromarray(wide).save(tmp_path / "wide.png")
+  Image.fromarray((wide >> 8).astype(np.uint8)).save(tmp_path / "narrow.png")
+  assert Image.open(tmp_path / "wide.png").mode == "I;16"
+  pixels, expected = predictor.read_image(tmp_path / "wide.png"), predictor.read_image(tmp_path / "narrow.png")
+  assert pixels.shape == expected.shape == (48, 64, 3) and pixels.dtype == np.uint8
+  assert np.abs(pixels.astype(int) - expected).max() <= 1
+  assert pixels[0, 0].tolist() == [0, 0, 0] and pixels[-1, -1].tolist() == [255, 255, 255]
+  assert pixels[24, 0].tolist() == [round(wide[24, 0] / 257)] * 3 and pixels.mean() < 130
+  np.testing.assert_array_equal(predictor.rgb8(Image.fromarray(wide.astype(np.int32))), pixels)  # mode I alike
+
+
+def test_float_images_are_scaled_from_0_1_or_from_their_own_range(tmp_path):
+  levels = np.arange(256, dtype=np.float32).reshape(16, 16)
+  for values in (levels / 255, levels * 4 - 100):  # within [0, 1]; outside it: min..max
+    Image.fromarray(values).save(tmp_path / "float.tif")
+    assert Image.open(tmp_path / "float.tif").mode == "F"
+    np.testing.assert_array_equal(predictor.read_image(tmp_path / "float.tif"), np.repeat(levels[..., None], 3, -1))
+
+
+def test_a_broken_link_and_a_corrupt_file_in_a_folder_are_named_and_the_readable_images_run(tmp_path, capsys):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "good.png")
+  (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+  (folder / "link.png").symlink_to(tmp_path / "gone.png")
+  paths, failed = predict.plan([folder], tmp_path / "out")
+  assert paths == [folder / "corrupt.jpg", folder / "good.png"] and failed == 1
+  assert predict.predict(fake_model(peak_at(1, 1), tmp_path), parallel.make_mesh(), paths, tmp_path / "out") == (1, 1)
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "good.png"]
+  warnings = capsys.readouterr().err.splitlines()
+  assert warnings[0] == f"warning: {folder / 'link.png'}: a broken link (to {tmp_path / 'gone.png'})"
+  assert warnings[1].startswith(f"warning: {folder / 'corrupt.jpg'}: cannot be read as an image (")
+  assert len(warnings) == 2
+
+
+def test_a_folder_without_a_readable_image_fails_in_one_line_before_the_model_loads(tmp_path):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for name in ("a.png", "b.jpg"):
+    (folder / name).symlink_to(tmp_path / f"gone_{name}")
+  done = run_command("predict", "--config=configs/demo.py:smoke", f"--checkpoint={tmp_path / 'no_run'}", str(folder),
+                     f"--out={tmp_path / 'out'}")
+  assert done.returncode == 2 and not (tmp_path / "out").exists()
+  assert last_line(done) == ("error: no input could be read (2 named above): give readable images, folders of them or "
+                             "videos")
+  assert f"warning: {folder / 'a.png'}: a broken link (to {tmp_path / 'gone_a.png'})" in done.stderr
+  assert f"warning: {folder / 'b.jpg'}: a broken link (to {tmp_path / 'gone_b.jpg'})" in done.stderr
