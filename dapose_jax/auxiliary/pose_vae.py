@@ -244,11 +244,12 @@ def _checked_scores(path, data_config, source):
   remake = "run `dapose-jax pose_vae --config CONFIG --workdir DIR` with this run's config.source"
   if not path.is_file():
     raise errors.MissingInputError(f"config.sampling.scores={str(path)!r} is not a file; {remake}")
+  record = workdirs.read_json(path, "pose-VAE scores file", remake)
   try:
-    record = json.loads(path.read_text())
     scores = np.asarray(record["scores"], np.float64)
-  except (ValueError, KeyError) as error:
-    raise errors.CorruptInputError(f"{path} is not a pose-VAE scores file ({error}); {remake}") from None
+  except (ValueError, TypeError, KeyError) as error:
+    raise errors.CorruptInputError(f"{path} is not a pose-VAE scores file ({errors.one_line(error)}); {remake}") \
+        from None
   expected = _identity(data_config, source)
   stored = {key: record.get(key) for key in expected}
   if stored != expected or len(scores) != len(source) or record.get("probe_sha256") != probe_fingerprint(source):

@@ -67,7 +67,13 @@ def save(path, style_params, info):
 
 def read(path):
   """(style_params, width) of a ``style_net.msgpack``."""
-  return network_files.read(path, remake=REMAKE), network_files.read_record(path, REMAKE)["style"]["width"]
+  style_params = network_files.read(path, remake=REMAKE)
+  style_config = network_files.read_record(path, REMAKE).get("style")
+  width = style_config.get("width") if isinstance(style_config, dict) else None
+  if not isinstance(width, (int, float)):
+    raise errors.CorruptInputError(f"{network_files.record_path(path)} records no style.width (the width {path} was "
+                                   f"trained at); {REMAKE}")
+  return style_params, width
 
 
 def load(config, like):

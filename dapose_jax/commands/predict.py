@@ -7,7 +7,8 @@
 folder stands for its .jpg, .jpeg and .png files (not its sub-folders), sorted by name (a folder of frames, one
 output each); a video file (.mp4, .avi, .mov, .mkv, .webm, read by OpenCV) for each of its frames, whose outputs
 are STEM_FRAME (the frame's index in six digits) with "frame" in the JSON. Each image (turned as its
-EXIF orientation says, in RGB) is resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
+EXIF orientation says, in 8-bit RGB by value range: 16-bit and float grey images scaled, ``predictor.rgb8``) is
+resized to ``config.image_size`` keeping its aspect ratio and zero-padded to a
 square (tllib's ResizePad), the images run in batches of ``config.eval_batch_size``, and each keypoint is decoded
 by ``--decoding`` (``run.predictor``: ``dark`` by default, sub-pixel; ``quarter``, mmpose's default;
 ``argmax``, the integer peak times the stride, as the reference PCK decodes) and mapped back to the original image's
@@ -20,13 +21,14 @@ Per image, DIR/STEM.json: {"image", "keypoints": [[x, y, confidence], ...] (conf
 their confidence; the image enlarged to a shorter side of 512 px where smaller).
 
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
-image, a missing path, a folder without images, a second input with the same STEM): each gets one ``warning:``
-line on stderr naming it and the others still run; 2 for a mistake in the flags, the config or the checkpoint,
-or when DIR already holds an output of these images and ``--overwrite`` is not given (checked before anything
-runs), with one ``error:`` line.
+image, a broken link or a file without read permission in a folder, a missing path, a folder without images, a
+second input with the same STEM): each gets one ``warning:`` line on stderr naming it and the others still run; 2
+when no input could be read, for a mistake in the flags, the config or the checkpoint, or when DIR already holds an
+output of these images and ``--overwrite`` is not given (checked before anything runs), with one ``error:`` line.
 """
 
 import json
+import os
 import pathlib
 import sys
 
@@ -66,8 +68,10 @@ def plan(inputs, out, overwrite=False):
   paths, failed, owners = [], 0, {}
   for given in map(pathlib.Path, inputs):
     if given.is_dir():
-      found = sorted(p for p in given.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-      if not found:
+      named = sorted(p for p in given.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+      found = [p for p in named if _readable(p)]
+      failed += len(named) - len(found)
+      if not named:
         warn(given, f"a folder without {'/'.join(IMAGE_SUFFIXES)} files")
         failed += 1
       candidates = found
@@ -91,6 +95,20 @@ def plan(inputs, out, overwrite=False):
     raise errors.UserError(f"{out} already holds {', '.join(map(str, existing[:3]))}{more}; pass --overwrite to "
                            "replace them, or choose another --out")
   return paths, failed
+
+
+def _readable(path):
+  """Whether the image file ``path`` of a folder can be opened; a warning names it and says why if not."""
+  if path.is_symlink() and not path.exists():
+    reason = f"a broken link (to {os.readlink(path)})"
+  elif not path.is_file():
+    reason = "not a regular file"
+  elif not os.access(path, os.R_OK):
+    reason = "not readable by this user (permission denied)"
+  else:
+    return True
+  warn(path, reason)
+  return False
 
 
 def is_video(path):
@@ -193,6 +211,9 @@ def main(argv):
     written, unreadable = predict(finished.load(FLAGS.config, FLAGS.checkpoint, mesh), mesh, paths, FLAGS.out,
                                   flip=FLAGS.flip, decoder=FLAGS.decoding, threshold=FLAGS.kpt_thr)
     failed += unreadable
+  if not written and failed:
+    raise errors.UserError(f"no input could be read ({failed} named above): give readable images, folders of them "
+                           "or videos")
   print(f"wrote the keypoints of {written} image(s) or frame(s) to {FLAGS.out}")
   if failed:
     print(f"{failed} input(s) failed (named above)", file=sys.stderr)

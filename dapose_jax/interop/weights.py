@@ -19,6 +19,7 @@ import os
 import pathlib
 import pickle
 import re
+import zipfile
 from typing import Mapping, NamedTuple, Optional
 
 import numpy as np
@@ -31,6 +32,8 @@ _IGNORED_PREFIXES = ("fc.",)
 _FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias",
                        "mean": "running_mean", "var": "running_var"}
 _FLAX_TO_TORCH_MODULE = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
+# how to write a file that ``read_state_dict`` reads
+WRITE_FIX = "give numeric arrays: np.savez(path, **{key: np.asarray(tensor)}), a .safetensors file or torch.save's .pth"
 _REGDA_HEAD_LAYERS = {"conv1": "0", "bn": "1", "conv2": "3"}  # tllib _make_head(2): Conv, BN, ReLU, Conv
 
 
@@ -134,8 +137,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lower()
   if ext == ".npz":
-    with np.load(path) as data:
-      return {k: data[k] for k in data.files}
+    return _read_npz(path)
   if ext == ".safetensors":
     try:
       from safetensors.numpy import load_file
@@ -152,6 +154,21 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
                    "expected .npz, .safetensors, .pth, .pt or .pth.tar")
 
 
+def _read_npz(path):
+  """The arrays of an ``np.savez`` file; a ValueError that says why for a file that is no such archive or holds an
+  object array (which only a pickle could read)."""
+  if not zipfile.is_zipfile(path):
+    raise ValueError("not an .npz archive (np.savez writes one)")
+  with np.load(path, allow_pickle=False) as data:
+    arrays = {}
+    for key in data.files:
+      try:
+        arrays[key] = data[key]
+      except ValueError:  # an object array
+        raise ValueError(f"array {key!r} holds Python objects, not numbers") from None
+    return arrays
+
+
 def read_named(path, key, what="state dict", missing_hint=""):
   """``read_state_dict`` of a file that a user named as ``key`` (e.g. ``config.model.init=PATH``): one line naming
   ``key`` for a missing file, a reader package that is not installed, or a file that is no readable ``what``."""
@@ -165,7 +182,8 @@ def read_named(path, key, what="state dict", missing_hint=""):
   except errors.UserError:
     raise
   except Exception as error:  # noqa: BLE001  a damaged or foreign file: the readers' messages do not name it
-    raise errors.CorruptInputError(f"{key} is not a readable {what} ({errors.one_line(error)})") from None
+    raise errors.CorruptInputError(f"{key} is not a readable {what} ({errors.one_line(error)}); {WRITE_FIX}") \
+        from None
 
 
 def _torch_load(torch, path):

@@ -31,8 +31,10 @@ def read_run(path):
     if not file.is_file():
       raise errors.MissingInputError(f"{path}: no {file.name}; give finished run folders (a run writes "
                                      f"{workdirs.RESULTS} when it ends)")
-  leaves = {key: _relative(value, path) for key, value in defaults.leaves(json.loads(config.read_text()))}
-  return leaves, json.loads(results.read_text())
+  fix = "give finished run folders whose files are intact"
+  recorded = workdirs.read_json(config, "recorded config (the config.json a run writes)", fix)
+  leaves = {key: _relative(value, path) for key, value in defaults.leaves(recorded)}
+  return leaves, workdirs.read_json(results, f"{workdirs.RESULTS} of a finished run", fix)
 
 
 def _relative(value, run):
@@ -102,8 +104,16 @@ def read_metrics(path):
   if not file.is_file():
     raise errors.MissingInputError(f"{file}: no such file; give run folders (a run logs {METRICS} as it trains)")
   series = {}
-  for line in file.read_text().splitlines():
-    record = json.loads(line)
+  for number, line in enumerate(file.read_bytes().splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:  # undecodable bytes or text that is no JSON
+      record = None
+    if not isinstance(record, dict):
+      raise errors.CorruptInputError(f"{file}: line {number} is not a JSON record {line[:40]!r}; delete that line (a "
+                                     "run killed while writing leaves one, which resuming it drops)")
     step = record.get("step")
     for name, value in record.items():
       if isinstance(value, dict):

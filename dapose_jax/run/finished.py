@@ -12,7 +12,6 @@ shapes ``method.init`` gives for the config, replicated over the mesh.
 
 import dataclasses
 import functools
-import json
 import logging
 import pathlib
 from typing import Any
@@ -36,10 +35,13 @@ def read_config(path):
   if not path.is_file():
     raise errors.MissingInputError(f"{path}: no such file; --config takes a config file (e.g. configs/demo.py) or the "
                                    f"{workdirs.CONFIG} of a run")
-  try:
-    return ConfigDict(_tuples(json.loads(path.read_text())))
-  except json.JSONDecodeError as error:
-    raise errors.CorruptInputError(f"{path} is not a recorded config ({error})") from None
+  return ConfigDict(_tuples(_recorded(path)))
+
+
+def _recorded(path):
+  """The dict in a run's ``config.json``."""
+  return workdirs.read_json(path, "recorded config (the config.json a run writes)",
+                            "pass the config file the run was trained with instead (--config=FILE.py[:VARIANT])")
 
 
 def _tuples(tree):
@@ -135,7 +137,7 @@ def _warn_if_not_recorded(config, run):
   path = run / workdirs.CONFIG
   if not path.is_file():
     return
-  recorded = dict(defaults.leaves(json.loads(path.read_text())))
+  recorded = dict(defaults.leaves(_recorded(path)))
   given = dict(defaults.leaves(methods.as_recorded(config)))
   changed = sorted(key for key in recorded.keys() | given.keys() if recorded.get(key) != given.get(key))
   if changed:

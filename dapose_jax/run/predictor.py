@@ -40,10 +40,33 @@ class Prediction:
   heatmaps: np.ndarray = None
 
 
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # PIL's modes of 16-bit (and 32-bit) grey images
+
+
 def read_image(path):
-  """The uint8 RGB (H, W, 3) pixels of an image file, turned as its EXIF orientation says."""
+  """The uint8 RGB (H, W, 3) pixels of an image file (``rgb8``)."""
   with Image.open(path) as image:
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    return rgb8(image)
+
+
+def rgb8(image):
+  """The uint8 RGB (H, W, 3) pixels of a PIL image, turned as its EXIF orientation says and scaled by value range:
+  16-bit grey (modes ``SIXTEEN_BIT_MODES``) from 0..65535 (x / 257, rounded; mode I clipped to that range), float
+  grey (mode F) from 0..1, or from its own minimum..maximum when it has values outside [0, 1]; any other mode is
+  8-bit and converted by PIL (palette, grey, CMYK, alpha dropped)."""
+  image = ImageOps.exif_transpose(image)
+  if image.mode not in SIXTEEN_BIT_MODES + ("F",):
+    return np.asarray(image.convert("RGB"))
+  values = np.asarray(image, np.float64)
+  if image.mode in SIXTEEN_BIT_MODES:
+    scaled = np.clip(values, 0, 65535) / 257
+  else:
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    if low < 0 or high > 1:
+      values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    scaled = np.nan_to_num(np.clip(values, 0, 1)) * 255
+  return np.repeat(np.round(scaled).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def to_input(image, size):
@@ -153,7 +176,7 @@ def _as_array(image):
   if isinstance(image, (str, pathlib.Path)):
     return read_image(image)
   if isinstance(image, Image.Image):
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    return rgb8(image)
   array = np.asarray(image)
   if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
     raise ValueError(f"expected an image path, a PIL image or a uint8 (H, W, 3) RGB array, got {array.dtype} "

@@ -56,13 +56,6 @@ def read(path, like=None, remake="", what="the network of this config"):
 
 
 def read_record(path, remake=""):
-  """The JSON record beside the network file ``path``."""
-  record = record_path(path).expanduser()
-  hint = f"; {remake}" if remake else ""
-  try:
-    return json.loads(record.read_text())
-  except FileNotFoundError:
-    raise errors.MissingInputError(f"{record} is missing: the record of {path}{hint}") from None
-  except (ValueError, UnicodeDecodeError) as error:
-    raise errors.CorruptInputError(f"{record} is not a readable JSON record ({errors.one_line(error)}){hint}") \
-        from None
+  """The JSON record (a dict) beside the network file ``path``."""
+  return workdirs.read_json(record_path(path).expanduser(), f"JSON record of {path}",
+                            remake or f"write {path} again with its record")

@@ -96,7 +96,8 @@ def record_config(recorded, workdir):
   but for ``epochs`` (never overwrite silently)."""
   path = workdir / CONFIG
   if path.exists():
-    old = json.loads(path.read_text())
+    old = read_json(path, "recorded config (the config.json a run writes)",
+                    f"use a new --workdir, or remove {path} only if {workdir} holds no run")
     changed = sorted(_diff_keys(old, recorded))
     if set(changed) - set(EXTENSIBLE):
       raise errors.ConfigError(
@@ -117,6 +118,21 @@ def _diff_keys(a, b, prefix=""):
       yield from _diff_keys(a[key], b[key], f"{prefix}{key}.")
     elif a.get(key) != b.get(key):
       yield prefix + key
+
+
+def read_json(path, what, fix, kind=dict):
+  """The JSON value in the file ``path``, of type ``kind`` (None: any). A file that is missing, is no UTF-8 JSON or
+  holds another type raises a ``errors.UserError`` in one line naming ``path``, ``what`` it should be and ``fix``."""
+  path = pathlib.Path(path)
+  try:
+    value = json.loads(path.read_bytes())
+  except FileNotFoundError:
+    raise errors.MissingInputError(f"{path} is missing: {what} was expected; {fix}") from None
+  except (OSError, ValueError) as error:  # ValueError: undecodable bytes or text that is no JSON
+    raise errors.CorruptInputError(f"{path} is not a readable {what} ({errors.one_line(error)}); {fix}") from None
+  if kind is not None and not isinstance(value, kind):
+    raise errors.CorruptInputError(f"{path} holds a {type(value).__name__}, not a {what}; {fix}")
+  return value
 
 
 def write_atomic(path, data: bytes):

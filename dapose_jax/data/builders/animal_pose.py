@@ -20,6 +20,8 @@ there, so a mislabelled folder fails the build instead of training on the wrong 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
+from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 
 # The release's 20 keypoints, in file order.
@@ -78,12 +80,12 @@ class _AnimalPose(common.AnimalBuilder, skip_registration=True):
       for i, annotation in enumerate(samples[split]):
         named = categories.get(annotation["category_id"])
         if named is not None and named != animal:
-          raise ValueError(
+          raise errors.CorruptInputError(
               f"{path}: annotation {i} has category_id {annotation['category_id']}, which {json_path} names "
               f"{named!r}, not {animal!r}; use the cached_data folder at the top of UDAPE's repository")
         image_id = int(annotation["image_id"])
         if str(image_id) not in file_names:
-          raise ValueError(f"{json_path}: image id {image_id} (from {path}) is not in 'images'")
+          raise errors.CorruptInputError(f"{json_path}: image id {image_id} (from {path}) is not in 'images'")
         annotation["image"] = root / "animal-pose" / "images" / file_names[str(image_id)]
     return samples
 
@@ -109,15 +111,15 @@ def _read_release(root):
   release = common.read_json(json_path, LAYOUT)
   file_names = release.get("images") if isinstance(release, dict) else None
   if not isinstance(file_names, dict):
-    raise ValueError(f"{json_path}: expected 'images' to be a dict image id -> file name (the Animal-Pose "
-                     "release's keypoints.json, not a COCO-style conversion)")
+    raise errors.CorruptInputError(f"{json_path}: expected 'images' to be a dict image id -> file name (the "
+                                   "Animal-Pose release's keypoints.json, not a COCO-style conversion)")
   categories = {c.get("id"): c.get("name") for c in release.get("categories", []) if isinstance(c, dict)}
   return json_path, file_names, categories
 
 
 def _load_annotations(path):
   """UDAPE's cached annotation list, each checked: image_id, category_id, bbox (4,), keypoints (20, 3)."""
-  raw = np.load(common.require(path, LAYOUT), allow_pickle=True)
+  raw = pickles.read_npy(common.require(path, LAYOUT))
   annotations = []
   for i, item in enumerate(raw.reshape(-1)):
     try:
@@ -126,11 +128,12 @@ def _load_annotations(path):
       annotation = {"image_id": item["image_id"], "category_id": item.get("category_id", -1),
                     "bbox": bbox, "keypoints": keypoints}
     except (KeyError, TypeError, ValueError, AttributeError):
-      raise ValueError(f"{path}: item {i} is not an annotation dict with image_id, bbox and keypoints "
-                       "(20 x [x, y, v])") from None
+      raise errors.CorruptInputError(f"{path}: item {i} is not an annotation dict with image_id, bbox and "
+                                     "keypoints (20 x [x, y, v])") from None
     if keypoints.shape != (len(NAMES20), 3) or bbox.shape != (4,):
-      raise ValueError(f"{path}: item {i} has {keypoints.shape[0]} keypoints and a bbox of shape {bbox.shape}; "
-                       f"expected {len(NAMES20)} keypoints [x, y, v] and [x_min, y_min, x_max, y_max]")
+      raise errors.CorruptInputError(f"{path}: item {i} has {keypoints.shape[0]} keypoints and a bbox of shape "
+                                     f"{bbox.shape}; expected {len(NAMES20)} keypoints [x, y, v] and [x_min, y_min, "
+                                     "x_max, y_max]")
     annotations.append(annotation)
   return annotations
 

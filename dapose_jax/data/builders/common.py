@@ -23,7 +23,6 @@ import collections
 import concurrent.futures
 import contextlib
 import io
-import json
 import logging
 import os
 import pathlib
@@ -31,11 +30,14 @@ import random
 
 import cv2
 import numpy as np
+import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from dapose_jax import errors
 from dapose_jax.config import datasets
+from dapose_jax.data import pickles
+from dapose_jax.storage import workdirs
 
 JPEG_QUALITY = 95
 MAX_SIDE = 512  # stored crops are shrunk to at most this side
@@ -193,7 +195,7 @@ def body_features(num_raw_joints, raw_name, **extra):
 
 def missing_file(path, layout, context=""):
   """The error for a missing ``path`` (``context``, e.g. " (listed in X)", says why it is needed)."""
-  return FileNotFoundError(f"{path} is missing{context}; expected layout:\n{layout}")
+  return errors.MissingInputError(f"{path} is missing{context}; expected layout:\n{layout}")
 
 
 def require(path, layout):
@@ -209,12 +211,34 @@ def require_all(paths, layout, what):
   (e.g. "of the 2000 images that joints.mat annotates")."""
   missing = [p for p in paths if not p.exists()]
   if missing:
-    raise FileNotFoundError(f"{len(missing)} {what} are missing, first {missing[0]}; expected layout:\n{layout}")
+    raise errors.MissingInputError(f"{len(missing)} {what} are missing, first {missing[0]}; expected layout:\n{layout}")
 
 
 def read_json(path, layout):
-  """The JSON file at ``path``; raises ``missing_file`` if there is none."""
-  return json.loads(require(path, layout).read_bytes())
+  """The JSON value in the release's file ``path``: ``missing_file`` if there is none, one line naming it if it cannot
+  be read."""
+  return workdirs.read_json(require(path, layout), "JSON file", pickles.REPLACE, kind=None)
+
+
+def read_mat(path, layout, variable_names=None):
+  """The variables of the release's MATLAB file ``path`` (``scipy.io.loadmat``; all, or those named)."""
+  return _mat(scipy.io.loadmat, path, layout, variable_names=variable_names)
+
+
+def mat_shapes(path, layout):
+  """{name: shape} of the variables of the release's MATLAB file ``path``, without reading them."""
+  return {name: shape for name, shape, _ in _mat(scipy.io.whosmat, path, layout)}
+
+
+def _mat(read, path, layout, **options):
+  """``read(path, **options)``: ``missing_file`` if there is no such file, one line naming it if it is no MATLAB
+  file."""
+  path = require(path, layout)
+  try:
+    return read(path, **options)
+  except Exception as error:  # noqa: BLE001  whatever scipy makes of a file that is not MATLAB's
+    raise errors.CorruptInputError(f"{path} is not a readable MATLAB file ({errors.one_line(error)}); "
+                                   f"{pickles.REPLACE}") from None
 
 
 def read_rgb(path, layout):
@@ -314,7 +338,8 @@ def crop_hand(path, keypoints, flip):
     left, upper, side = square_box(keypoint_box(keypoints), *image.size)
     side -= 1
     if side < 1:
-      raise ValueError(f"{path}: the keypoints span no area (box {keypoint_box(keypoints)}), nothing to crop")
+      raise errors.CorruptInputError(f"{path}: the keypoints span no area (box {keypoint_box(keypoints)}), nothing "
+                                     "to crop")
     crop = np.asarray(image.convert("RGB").crop((left, upper, left + side, upper + side)))
   points = keypoints.astype(np.float64) - [left, upper]
   if flip:
@@ -389,12 +414,12 @@ def tllib_split(samples):
 
 def load_indices(path, size, layout):
   """A 1-D integer index file (UDAPE's cached split) whose entries index a list of ``size`` samples."""
-  indices = np.load(require(path, layout))
+  indices = pickles.read_npy(require(path, layout))
   if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-    raise ValueError(f"{path}: expected a 1-D integer index array, got {indices.dtype} {indices.shape}")
+    raise errors.CorruptInputError(f"{path}: expected a 1-D integer index array, got {indices.dtype} {indices.shape}")
   if indices.size and (indices.min() < 0 or indices.max() >= size):
-    raise ValueError(f"{path}: indices {indices.min()}..{indices.max()} outside the {size} samples found; "
-                     f"expected layout:\n{layout}")
+    raise errors.CorruptInputError(f"{path}: indices {indices.min()}..{indices.max()} outside the {size} samples "
+                                   f"found; expected layout:\n{layout}")
   return indices.astype(np.int64)
 
 

@@ -29,6 +29,7 @@ times as much.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 RELEASE_SIZE = 32560  # frames per version in the release; fixes the file numbering
@@ -84,11 +85,12 @@ class Freihand(common.Builder, skip_registration=True):
     lists = {name: self._load_list(root / f"training_{name}.json") for name in ("K", "xyz", "mano")}
     lengths = {name: len(value) for name, value in lists.items()}
     if len(set(lengths.values())) != 1:
-      raise ValueError(f"the annotation lists in {root} differ in length: "
-                       + ", ".join(f"training_{name}.json has {n}" for name, n in lengths.items()))
+      raise errors.CorruptInputError(f"the annotation lists in {root} differ in length: "
+                                     + ", ".join(f"training_{name}.json has {n}" for name, n in lengths.items()))
     num_frames = lengths["K"]
     if not 0 < num_frames <= RELEASE_SIZE:
-      raise ValueError(f"{root / 'training_K.json'}: expected 1 to {RELEASE_SIZE} frames, got {num_frames}")
+      raise errors.CorruptInputError(f"{root / 'training_K.json'}: expected 1 to {RELEASE_SIZE} frames, got "
+                                     f"{num_frames}")
     annotations = [self._frame(root, lists, i) for i in range(num_frames)]
     # (version, frame index) samples, stored in tllib's shuffled order
     train, test = common.tllib_split((version, i) for version in TLLIB_VERSIONS for i in range(num_frames))
@@ -100,7 +102,7 @@ class Freihand(common.Builder, skip_registration=True):
   def _load_list(self, path):
     data = common.read_json(path, self.LAYOUT)
     if not isinstance(data, list):
-      raise ValueError(f"{path}: expected a list with one entry per frame, got {type(data).__name__}")
+      raise errors.CorruptInputError(f"{path}: expected a list with one entry per frame, got {type(data).__name__}")
     return data
 
   def _frame(self, root, lists, i):
@@ -114,8 +116,8 @@ class Freihand(common.Builder, skip_registration=True):
       if name == "mano":  # the release stores [[61 numbers]]: 48 pose, 10 shape, 3 translation
         value = value.reshape(-1)
       if value.shape != shape:
-        raise ValueError(f"{root / f'training_{name}.json'}: entry {i}: expected {np.prod(shape)} numbers of "
-                         f"shape {shape}, got {str(lists[name][i]):.200}")
+        raise errors.CorruptInputError(f"{root / f'training_{name}.json'}: entry {i}: expected {np.prod(shape)} "
+                                       f"numbers of shape {shape}, got {str(lists[name][i]):.200}")
       arrays.append(value)
     return tuple(arrays)
 

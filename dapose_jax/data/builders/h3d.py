@@ -18,6 +18,7 @@ Encoding: a JPEG file in RGB is stored byte for byte. Any other file is decoded 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 
@@ -58,7 +59,7 @@ class H3d(common.Builder, skip_registration=True):
     path = root / "annotation.json"
     entries = common.read_json(path, self.LAYOUT)
     if not isinstance(entries, list):
-      raise ValueError(f"{path}: expected a list of annotations, got {type(entries).__name__}")
+      raise errors.CorruptInputError(f"{path}: expected a list of annotations, got {type(entries).__name__}")
     for i, entry in enumerate(entries):
       self._check(entry, path, i)
     # tllib's task 'noobject', stored in tllib's shuffled order
@@ -69,15 +70,16 @@ class H3d(common.Builder, skip_registration=True):
 
   def _check(self, entry, path, i):
     if not isinstance(entry, dict) or not {"name", "without_object", "keypoint2d"} <= entry.keys():
-      raise ValueError(f"{path}: entry {i} lacks 'name', 'without_object' or 'keypoint2d': {str(entry):.200}")
+      raise errors.CorruptInputError(f"{path}: entry {i} lacks 'name', 'without_object' or 'keypoint2d': "
+                                     f"{str(entry):.200}")
     for key, shape in (("keypoint2d", (21, 2)), ("keypoint3d", (21, 3)), ("intrinsic_matrix", (3, 3))):
       try:
         value_shape = np.asarray(entry.get(key), np.float64).shape
       except (TypeError, ValueError):
         value_shape = None
       if value_shape != shape:
-        raise ValueError(f"{path}: entry {i} ({entry['name']}): expected {key!r} of shape {shape}, "
-                         f"got {str(entry.get(key)):.200}")
+        raise errors.CorruptInputError(f"{path}: entry {i} ({entry['name']}): expected {key!r} of shape {shape}, "
+                                       f"got {str(entry.get(key)):.200}")
 
   def _generate_examples(self, root, entries, indices):
     for key, i in enumerate(indices):

@@ -24,6 +24,7 @@ import random
 import cv2
 import numpy as np
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 # H36M-17 index for each Body16 keypoint (tllib human36m.py). Index 7 (thorax, here H36M's L_Shoulder) is then
@@ -109,7 +110,7 @@ class Human36m(common.EmptySplitsMixin, common.Builder, skip_registration=True):
     data_path = _annotation_path(root, subject, "data")
     images = common.read_json(data_path, self.LAYOUT).get("images")
     if not isinstance(images, list):
-      raise ValueError(f"{data_path}: expected a dict with an 'images' list")
+      raise errors.CorruptInputError(f"{data_path}: expected a dict with an 'images' list")
     images = images[::self.FRAME_STRIDE]
     camera_path = _annotation_path(root, subject, "camera")
     cameras = common.read_json(camera_path, self.LAYOUT)
@@ -126,16 +127,16 @@ class Human36m(common.EmptySplitsMixin, common.Builder, skip_registration=True):
       try:
         pose = joints[key[0]][key[1]][key[2]]
       except (KeyError, TypeError):
-        raise ValueError(f"{joints_path} has no joints for action {key[0]}, subaction {key[1]}, frame {key[2]} "
-                         f"({image['file_name']} in {data_path.name})") from None
+        raise errors.CorruptInputError(f"{joints_path} has no joints for action {key[0]}, subaction {key[1]}, frame "
+                                       f"{key[2]} ({image['file_name']} in {data_path.name})") from None
       pose = np.asarray(pose, np.float64)
       if pose.shape != (NUM_H36M_JOINTS, 3):
-        raise ValueError(f"{joints_path}: action {key[0]}, subaction {key[1]}, frame {key[2]} has joints of shape "
-                         f"{pose.shape}, expected ({NUM_H36M_JOINTS}, 3)")
+        raise errors.CorruptInputError(f"{joints_path}: action {key[0]}, subaction {key[1]}, frame {key[2]} has "
+                                       f"joints of shape {pose.shape}, expected ({NUM_H36M_JOINTS}, 3)")
       world17[i] = pose
       camera = cameras.get(str(image["cam_idx"]))
       if camera is None:
-        raise ValueError(f"{camera_path} has no camera {image['cam_idx']} (used by {image['file_name']})")
+        raise errors.CorruptInputError(f"{camera_path} has no camera {image['cam_idx']} (used by {image['file_name']})")
       rotation[i] = np.asarray(camera["R"], np.float64).reshape(3, 3)
       translation[i] = np.asarray(camera["t"], np.float64).reshape(3)
       fx, fy = np.asarray(camera["f"], np.float64).reshape(2)

@@ -7,8 +7,8 @@ test set, so ``sources.make_source`` reads this one split for 'train' and 'test'
 """
 
 import numpy as np
-import scipy.io
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 # LSP-14 index for each Body16 keypoint (tllib lsp.py); pelvis and thorax are filled with head-top.
@@ -46,11 +46,11 @@ class _LeedsSportsPose(common.Builder, skip_registration=True):
 
   def _load_joints(self, path):
     """joints.mat -> (N, 14, 3) [x, y, flag] in LSP-14 order."""
-    raw = scipy.io.loadmat(common.require(path, self.LAYOUT)).get("joints")
+    raw = common.read_mat(path, self.LAYOUT).get("joints")
     if raw is None or raw.ndim != 3 or raw.shape[:2] != self.JOINTS_AXES:
       shape = None if raw is None else raw.shape
-      raise ValueError(f"{path}: expected an array 'joints' of shape ({self.JOINTS_AXES[0]}, "
-                       f"{self.JOINTS_AXES[1]}, N), got {shape}")
+      raise errors.CorruptInputError(f"{path}: expected an array 'joints' of shape ({self.JOINTS_AXES[0]}, "
+                                     f"{self.JOINTS_AXES[1]}, N), got {shape}")
     return raw.transpose(2, self.JOINTS_AXES.index(14), self.JOINTS_AXES.index(3))
 
   def _generate_examples(self, images, joints):

@@ -22,11 +22,11 @@ small loss does not matter. A typical crop takes 3-7 KB; as PNG (the release's f
 four times as much and be slower to decode.
 """
 
-import pickle
-
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
+from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 
 # RHD native index of each Hand21 keypoint (the right hand adds 21).
@@ -68,24 +68,20 @@ def select_hands(annotations, path):
 def _array(anno, key, shape, path, sample_id):
   value = anno.get(key) if isinstance(anno, dict) else None
   if value is None:
-    raise ValueError(f"{path}: sample {sample_id}: no {key!r} in {anno!r:.200}")
+    raise errors.CorruptInputError(f"{path}: sample {sample_id}: no {key!r} in {anno!r:.200}")
   value = np.asarray(value)
   if value.shape != shape or not np.issubdtype(value.dtype, np.number):
     note = " (21 keypoints of the left hand, then 21 of the right)" if shape[0] == 42 else ""
-    raise ValueError(f"{path}: sample {sample_id}: expected {key!r} of shape {shape}{note}, got shape "
-                     f"{value.shape}")
+    raise errors.CorruptInputError(f"{path}: sample {sample_id}: expected {key!r} of shape {shape}{note}, got shape "
+                                   f"{value.shape}")
   return value
 
 
 def load_pickle(path, layout):
-  with open(common.require(path, layout), "rb") as f:
-    try:
-      data = pickle.load(f)
-    except UnicodeDecodeError:  # a pickle written by Python 2 with numpy arrays
-      f.seek(0)
-      data = pickle.load(f, encoding="latin1")
+  """The annotations of one set: the dict in the pickle ``path``, read without running anything it holds."""
+  data = pickles.read_pickle(common.require(path, layout))
   if not isinstance(data, dict):
-    raise ValueError(f"{path}: expected a dict sample_id -> annotation, got {type(data).__name__}")
+    raise errors.CorruptInputError(f"{path}: expected a dict sample_id -> annotation, got {type(data).__name__}")
   return data
 
 

@@ -28,8 +28,8 @@ import pathlib
 
 import cv2
 import numpy as np
-import scipy.io
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 # SMPL-24 index for each Body16 keypoint (tllib surreal.py). SURREAL's saved joints have left and right
@@ -96,8 +96,8 @@ class Surreal(common.EmptySplitsMixin, common.Builder, skip_registration=True):
     elif any((root / s).is_dir() for s in _RELEASE_SPLITS):
       splits = {s: self._processed_split(root, s) for s in _RELEASE_SPLITS}
     else:
-      raise FileNotFoundError(f"{root} holds neither SURREAL layout (no {root / 'cmu'} and no {root / 'train'}); "
-                              f"expected:\n{self.LAYOUT}")
+      raise errors.MissingInputError(f"{root} holds neither SURREAL layout (no {root / 'cmu'} and no "
+                                     f"{root / 'train'}); expected:\n{self.LAYOUT}")
     # Example keys: positions in tllib's shuffled, cut list.
     return self._present_splits({s: examples for s, (count, examples) in splits.items() if count},
                                 lambda split: f"the release's {split} split gives no samples")
@@ -212,27 +212,27 @@ def _list_clips(split_dir, layout):
 
 def read_info_frame_count(path):
   """Frame count T of an ``_info.mat``, checking that joints2D is (2, 24, T) and joints3D (3, 24, T)."""
-  shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+  shapes = common.mat_shapes(path, Surreal.LAYOUT)
   t2 = _joint_array_frames(path, shapes, "joints2D", 2)
   t3 = _joint_array_frames(path, shapes, "joints3D", 3)
   if t2 != t3:
-    raise ValueError(f"{path}: joints2D has {t2} frames but joints3D {t3}")
+    raise errors.CorruptInputError(f"{path}: joints2D has {t2} frames but joints3D {t3}")
   if int(np.prod(shapes.get("camLoc", (0,)))) != 3:
-    raise ValueError(f"{path}: expected camLoc of 3 values, got shape {shapes.get('camLoc')}")
+    raise errors.CorruptInputError(f"{path}: expected camLoc of 3 values, got shape {shapes.get('camLoc')}")
   return t2
 
 
 def _joint_array_frames(path, shapes, name, dims):
   shape = shapes.get(name)
   if shape is None or len(shape) not in (2, 3) or shape[:2] != (dims, NUM_SMPL_JOINTS):
-    raise ValueError(f"{path}: expected {name} of shape ({dims}, {NUM_SMPL_JOINTS}, T), got {shape}")
+    raise errors.CorruptInputError(f"{path}: expected {name} of shape ({dims}, {NUM_SMPL_JOINTS}, T), got {shape}")
   return shape[2] if len(shape) == 3 else 1  # MATLAB drops a trailing singleton axis
 
 
 def read_info(path):
   """An ``_info.mat`` as (joints2D (T, 24, 2) px, joints3D (T, 24, 3) world m, camera-frame joints (T, 24, 3))."""
   read_info_frame_count(path)
-  info = scipy.io.loadmat(path, variable_names=("joints2D", "joints3D", "camLoc"))
+  info = common.read_mat(path, Surreal.LAYOUT, variable_names=("joints2D", "joints3D", "camLoc"))
   joints2d = np.asarray(info["joints2D"], np.float64).reshape(2, NUM_SMPL_JOINTS, -1).transpose(2, 1, 0)
   joints3d = np.asarray(info["joints3D"], np.float64).reshape(3, NUM_SMPL_JOINTS, -1).transpose(2, 1, 0)
   translation = -WORLD_TO_CAMERA @ np.asarray(info["camLoc"], np.float64).reshape(3)
@@ -243,7 +243,7 @@ def _read_frames(video, frames):
   """Yields (frame index, BGR image) for the sorted ``frames`` of a video, decoding only what it needs."""
   capture = cv2.VideoCapture(str(video))
   if not capture.isOpened():
-    raise ValueError(f"{video} cannot be opened as a video")
+    raise errors.CorruptInputError(f"{video} cannot be opened as a video")
   try:
     wanted, index = iter(frames), 0
     target = next(wanted, None)
@@ -267,5 +267,6 @@ def _check_processed_entry(path, entry):
                        ("intrinsic_matrix", (3, 3))):
     value = np.asarray(entry.get(field), dtype=object)
     if value.shape != shape:
-      raise ValueError(f"{path}: entry {entry.get('name')!r} has {field} of shape {value.shape}, expected {shape}")
+      raise errors.CorruptInputError(f"{path}: entry {entry.get('name')!r} has {field} of shape {value.shape}, "
+                                     f"expected {shape}")
 

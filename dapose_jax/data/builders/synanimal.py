@@ -20,6 +20,8 @@ One builder per animal, plus the pairs UDAPE trains on with ``--animal all`` (ho
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
+from dapose_jax.data import pickles
 from dapose_jax.data.builders import common
 
 # Mesh vertex of each keypoint, in keypoint-set order (UDAPE generate_data_file).
@@ -73,7 +75,7 @@ class _SynAnimal(common.AnimalBuilder, skip_registration=True):
     folder = common.require(root / "synthetic_animal" / f"{animal}_combineds5r5_texture", LAYOUT)
     renders = sorted(folder.glob("*img.png"), key=str)
     if not renders:
-      raise FileNotFoundError(f"no *img.png renders in {folder}; expected layout:\n{LAYOUT}")
+      raise errors.MissingInputError(f"no *img.png renders in {folder}; expected layout:\n{LAYOUT}")
     cached = root / "cached_data" / "synthetic_animal" / f"{animal}_combineds5r5_texture"
     return {split: [(renders[i], i) for i in common.load_indices(cached / file_name, len(renders), LAYOUT)]
             for split, file_name in (("train", "train_idxs.npy"), ("test", "valid_idxs.npy"))}
@@ -100,11 +102,11 @@ class _SynAnimal(common.AnimalBuilder, skip_registration=True):
 
 
 def _load_vertices(path, animal):
-  vertices = np.load(common.require(path, LAYOUT))
+  vertices = pickles.read_npy(common.require(path, LAYOUT))
   needed = max(VERTEX_IDS[animal]) + 1
   if vertices.ndim != 2 or vertices.shape[1] < 2 or vertices.shape[0] < needed:
-    raise ValueError(f"{path}: expected one row [x, y, ...] per mesh vertex, at least {needed} rows for the "
-                     f"{animal} keypoint vertices, got shape {vertices.shape}")
+    raise errors.CorruptInputError(f"{path}: expected one row [x, y, ...] per mesh vertex, at least {needed} rows "
+                                   f"for the {animal} keypoint vertices, got shape {vertices.shape}")
   return vertices.astype(np.float64)
 
 

@@ -15,9 +15,9 @@ One builder per animal, plus horse + tiger (UDAPE's ``--animal all``).
 """
 
 import numpy as np
-import scipy.io
 import tensorflow_datasets as tfds
 
+from dapose_jax import errors
 from dapose_jax.data.builders import common
 
 NUM_KEYPOINTS = 18
@@ -79,8 +79,8 @@ class _TigDog(common.AnimalBuilder, skip_registration=True):
     h, w = image.shape[:2]
     x, y, flag = landmarks[:, 0], landmarks[:, 1], landmarks[:, 2]
     if not (x > 0).any() or not (y > 0).any():
-      raise ValueError(f"{landmark_path}: frame {frame} (index {frame_in_shot} of shot {shot_id}) has no "
-                       "landmark with positive coordinates to place the crop")
+      raise errors.CorruptInputError(f"{landmark_path}: frame {frame} (index {frame_in_shot} of shot {shot_id}) has no "
+                                     "landmark with positive coordinates to place the crop")
     box = common.udape_box(max(x[x > 0].min() - MARGIN, 0.0), max(y[y > 0].min() - MARGIN, 0.0),
                            min(x[x > 0].max() + MARGIN, w), min(y[y > 0].max() + MARGIN, h))
     visible = ((flag > 0) & (y > 0)).astype(np.float32)
@@ -92,11 +92,11 @@ class _TigDog(common.AnimalBuilder, skip_registration=True):
 def _list_frames(root, animal):
   """UDAPE's frame list: (shot id, global frame, frame index in the shot, landmark file, image) per frame."""
   base = root / "behaviorDiscovery2.0"
-  ranges_path = common.require(base / "ranges" / animal / "ranges.mat", LAYOUT)
-  ranges = scipy.io.loadmat(ranges_path).get("ranges")
+  ranges_path = base / "ranges" / animal / "ranges.mat"
+  ranges = common.read_mat(ranges_path, LAYOUT).get("ranges")
   if ranges is None or ranges.ndim != 2 or ranges.shape[1] != 3:
-    raise ValueError(f"{ranges_path}: expected an array 'ranges' of shape (N, 3) = (shot id, first frame, "
-                     f"last frame), got {None if ranges is None else ranges.shape}")
+    raise errors.CorruptInputError(f"{ranges_path}: expected an array 'ranges' of shape (N, 3) = (shot id, first "
+                                   f"frame, last frame), got {None if ranges is None else ranges.shape}")
   frames = []
   for shot_id, first, last in ranges.astype(np.int64):
     landmark_path = base / "landmarks" / animal / f"{shot_id}.mat"
@@ -108,9 +108,9 @@ def _list_frames(root, animal):
 
 
 def _load_landmarks(path):
-  cells = scipy.io.loadmat(path).get("landmarks")
+  cells = common.read_mat(path, LAYOUT).get("landmarks")
   if cells is None:
-    raise ValueError(f"{path}: no 'landmarks' array; expected layout:\n{LAYOUT}")
+    raise errors.CorruptInputError(f"{path}: no 'landmarks' array; expected layout:\n{LAYOUT}")
   return cells
 
 
@@ -121,11 +121,13 @@ def _frame_landmarks(cells, frame_in_shot, path):
     coords = np.asarray(record[0], np.float64)
     flags = np.asarray(record[1], np.float64).reshape(-1)
   except (IndexError, TypeError, ValueError, KeyError):
-    raise ValueError(f"{path}: no landmarks for frame {frame_in_shot} of the shot; expected 'landmarks' with one "
-                     "cell per frame, each a record of [x, y] rows and visibility flags") from None
+    raise errors.CorruptInputError(f"{path}: no landmarks for frame {frame_in_shot} of the shot; expected "
+                                   "'landmarks' with one cell per frame, each a record of [x, y] rows and visibility "
+                                   "flags") from None
   if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] < NUM_KEYPOINTS or len(flags) != len(coords):
-    raise ValueError(f"{path}: frame {frame_in_shot} of the shot has landmarks of shape {coords.shape} with "
-                     f"{len(flags)} flags; expected at least {NUM_KEYPOINTS} rows of [x, y] and one flag each")
+    raise errors.CorruptInputError(f"{path}: frame {frame_in_shot} of the shot has landmarks of shape "
+                                   f"{coords.shape} with {len(flags)} flags; expected at least {NUM_KEYPOINTS} rows of "
+                                   "[x, y] and one flag each")
   return np.concatenate([coords, flags[:, None]], axis=1)[:NUM_KEYPOINTS]
 
 
