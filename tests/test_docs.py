@@ -50,6 +50,8 @@ from absl import flags
 from dapose_jax.commands import cli
 module = __import__(cli.COMMANDS[sys.argv[1]][0], fromlist=["define_flags"])
 module.define_flags()
+if "checkpoint" in flags.FLAGS:  # a run's recorded --config is read by run.finished: import it once, not per fork
+  from dapose_jax.run import finished  # noqa: F401
 problems = []
 for argv, optional in json.loads(sys.stdin.read()):
   for name in optional + [t[2:].split("=")[0] for t in argv if t.startswith("--")]:

@@ -78,16 +78,15 @@ class _FileOrRecordedConfig(flags.ArgumentParser):
 
   def parse(self, argument):
     from dapose_jax.config import files
-    from dapose_jax.run import finished
-    from dapose_jax.storage import workdirs
 
     path = pathlib.Path(argument).expanduser()
-    if path.is_dir() and self._recorded:
-      path = path / workdirs.CONFIG
-    if path.suffix != ".json" or not self._recorded:
+    if not (self._recorded and (path.is_dir() or path.suffix == ".json")):
       file, variant = files.resolve(argument)
       return self._files.parse(f"{file}:{variant}" if variant else str(file))
-    config = finished.read_config(path)
+    from dapose_jax.run import finished  # imports JAX: only for a recorded config
+    from dapose_jax.storage import workdirs
+
+    config = finished.read_config(path / workdirs.CONFIG if path.is_dir() else path)
     config.lock()
     return config
 
