@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import socket
 import tempfile
 import time
@@ -91,24 +92,50 @@ def _running(pid):
 EXTENSIBLE = ("epochs",)  # what a resumed run may change: it extends the run
 
 
+def check_config(recorded, workdir):
+  """The keys in which ``recorded`` (a JSON-ready dict) differs from the config that ``workdir`` recorded (none for a
+  new workdir); a difference other than ``EXTENSIBLE`` (a resumed run must repeat its config) is refused."""
+  path = workdir / CONFIG
+  if not path.exists():
+    return []
+  changed = sorted(_diff_keys(json.loads(path.read_text()), recorded))
+  if set(changed) - set(EXTENSIBLE):
+    raise errors.ConfigError(
+        f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
+        "Use a new --workdir, or repeat the original flags to resume that run (only epochs may change: more "
+        "epochs extend it).")
+  return changed
+
+
 def record_config(recorded, workdir):
   """Write ``recorded`` (a JSON-ready dict) as ``config.json``, or check that a resumed run recorded the same
-  but for ``epochs`` (never overwrite silently)."""
+  but for ``epochs`` (``check_config``: never overwrite silently)."""
   path = workdir / CONFIG
   if path.exists():
-    old = json.loads(path.read_text())
-    changed = sorted(_diff_keys(old, recorded))
-    if set(changed) - set(EXTENSIBLE):
-      raise errors.ConfigError(
-          f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
-          "Use a new --workdir, or repeat the original flags to resume that run (only epochs may change: more "
-          "epochs extend it).")
+    changed = check_config(recorded, workdir)
     if not changed:
       return
+    old = json.loads(path.read_text())
     log.info("%s: %s", workdir, ", ".join(f"{key} {old[key]} -> {recorded[key]}" for key in changed))
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def removed_unless_recorded(workdir):
+  """For the block that starts a run in ``workdir`` and records its config: when the block fails before
+  ``config.json`` is there, the folders of ``workdir``'s path that did not exist before are removed again, so that
+  a start that fails leaves no folder behind (a workdir that existed is left to the block, which writes nothing
+  into it before the record but the lock and Orbax's empty ``checkpoints/``)."""
+  workdir = pathlib.Path(workdir)
+  created = next((p for p in [*reversed(workdir.parents), workdir] if not p.exists()), None)
+  try:
+    yield
+  except BaseException:
+    if created is not None and jax.process_index() == 0 and not (workdir / CONFIG).exists():
+      shutil.rmtree(created, ignore_errors=True)
+    raise
 
 
 def _diff_keys(a, b, prefix=""):
