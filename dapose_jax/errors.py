@@ -19,6 +19,11 @@ class CorruptInputError(UserError, ValueError):
   or the sample and how to replace or rebuild it."""
 
 
+class WriteError(UserError, OSError):
+  """A file or folder that a command writes cannot be written (a full disk, a read-only folder); the message names
+  it, the cause and what to do."""
+
+
 class Stopped(Exception):
   """Training stopped on a signal after writing a checkpoint; the command exits with ``exit_status``."""
 

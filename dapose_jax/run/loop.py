@@ -221,6 +221,7 @@ def train_and_evaluate(config, workdir):
     with stop.installed():
       for step in range(start + 1, total_steps + 1):
         state, train_metrics = train_step(state, *next(batches), step)
+        saved.check(step)
         if step == start + 1:
           jax.block_until_ready(train_metrics)
           timer.mark_first_step_done(step)
