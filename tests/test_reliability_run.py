@@ -2,19 +2,26 @@
 written, the tools' outputs checked before they work, and unexpected errors logged to a file."""
 
 import contextlib
+import errno
+import functools
 import json
+import os
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
 
+import jax
 import pytest
+from PIL import Image
 
-from dapose_jax import errors
+from dapose_jax import errors, parallel
+from dapose_jax.commands import evaluate
 from dapose_jax.data import pipeline
-from dapose_jax.run import loop
-from tests.test_train import tiny_config, tiny_run
+from dapose_jax.run import finished, loop
+from dapose_jax.storage import workdirs
+from tests.test_train import damage, tiny_config, tiny_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -101,4 +108,73 @@ def test_a_full_disk_stops_the_run_in_one_line_without_partial_folders_and_freed
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr and "at step 3" in resumed.stderr
     assert json.loads((run / "results.json").read_text()) == json.loads((uninterrupted / "results.json").read_text())
+
+
+@pytest.mark.parametrize("command, out, message", [
+    ("predict", "a_file", "error: --out {out} is a file; expected a folder"),
+    ("evaluate", "a_folder", "error: --out {out} is a folder; expected the name of a file to write"),
+    ("evaluate", "a_file/result.json", "error: --out {out}: {tmp}/a_file is a file, so no folder can be made in it"),
+])
+def test_a_tool_refuses_an_output_it_cannot_write_in_one_line_before_loading_the_model(command, out, message,
+                                                                                       tmp_path):
+  (tmp_path / "a_file").write_text("")
+  (tmp_path / "a_folder").mkdir()
+  Image.new("RGB", (40, 30)).save(tmp_path / "image.png")
+  run = tiny_run()
+  done = subprocess.run([sys.executable, "-m", "dapose_jax", command, f"--config={run}", f"--checkpoint={run}",
+                         f"--out={tmp_path / out}", *([str(tmp_path / "image.png")] if command == "predict" else [])],
+                        capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines()[-1].startswith(message.format(out=tmp_path / out, tmp=tmp_path))
+  assert "restored step" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_output_folder_on_a_read_only_file_system_is_refused(tmp_path):
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+    pytest.skip("mounting a tmpfs is not permitted here")
+  try:
+    with pytest.raises(errors.WriteError, match=f"--out {disk}/new: {disk} cannot be written"):
+      workdirs.check_writable(disk / "new", folder=True, name="--out")
+  finally:
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_evaluate_writes_every_output_it_can_and_names_the_one_that_failed(tmp_path, capsys):
+  def full_disk():
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  json_path, png = tmp_path / "evaluate.json", tmp_path / "evaluate_target.png"
+  with pytest.raises(errors.WriteError, match=rf"could not write {png} \(No space left on device\); the tables"):
+    evaluate.write_each({png: full_disk, json_path: functools.partial(json_path.write_text, "{}")})
+  assert json_path.read_text() == "{}" and f"wrote {json_path}" in capsys.readouterr().out
+
+
+def test_a_workdir_that_is_a_file_is_refused_in_one_line(tmp_path):
+  (tmp_path / "run").write_text("notes")
+  with pytest.raises(errors.WriteError, match=f"the workdir {tmp_path}/run is a file; expected a folder"):
+    loop.train_and_evaluate(tiny_config(), tmp_path / "run")
+  assert (tmp_path / "run").read_text() == "notes"
+
+
+def test_an_evaluation_batch_that_does_not_split_over_the_devices_is_refused_naming_the_key(tmp_path):
+  with pytest.raises(errors.ConfigError, match=rf"config.eval_batch_size=3 is not divisible by the "
+                                               rf"{jax.device_count()} devices"):
+    loop.train_and_evaluate(tiny_config(eval_batch_size=3), tmp_path / "run")
+
+
+@pytest.mark.parametrize("folder", ["checkpoints", "best"])
+def test_a_damaged_checkpoint_names_its_step_and_the_older_one_to_try(folder, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(tiny_run(), run)
+  step = max(int(p.name) for p in (run / folder).iterdir())
+  damage(run / folder / str(step), "state data")
+  instead = (f"try the step before it: --checkpoint={run}/checkpoints/3" if folder == "checkpoints" else
+             f"{run}/best holds no older checkpoint")
+  with pytest.raises(errors.CorruptInputError, match=re.escape(
+      f"checkpoint {run}/{folder}/{step} (step {step}) is damaged and cannot be read (ValueError: OUT_OF_RANGE: "
+      f"Error reading")) as raised:
+    finished.load(tiny_config(), run / folder, parallel.make_mesh())
+  assert str(raised.value).endswith(instead) and "pybind11" not in str(raised.value)
 

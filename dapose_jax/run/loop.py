@@ -174,9 +174,10 @@ def train_and_evaluate(config, workdir):
   workdir = pathlib.Path(workdir).expanduser().resolve()
   method = methods.get(config.method)
   _check_config(config, method)
+  workdirs.check_writable(workdir, folder=True, name="the workdir")
   mesh = parallel.make_mesh()
-  parallel.local_batch_size(config.batch_size)
-  parallel.local_batch_size(config.eval_batch_size)
+  parallel.local_batch_size(config.batch_size, "config.batch_size")
+  parallel.local_batch_size(config.eval_batch_size, "config.eval_batch_size")
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)

@@ -181,8 +181,8 @@ def saved_steps(folder):
 def restore_state(folder, step, abstract_state):
   """(state, None): the train state of checkpoint ``folder/STEP`` restored into ``abstract_state`` (its sharding
   included); (None, phrase) when the checkpoint holds a state of another structure, the phrase saying how it
-  differs. A folder that Orbax cannot read raises ``CorruptInputError``, one without a state
-  ``MissingInputError``."""
+  differs. A folder that Orbax cannot read or restore raises ``CorruptInputError`` naming the step and the next
+  older one to try, one without a state ``MissingInputError``."""
   path = pathlib.Path(folder) / str(step)
   # a handler for every item a checkpoint may hold, or Orbax warns about the ones it could not read
   handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()}
@@ -190,8 +190,7 @@ def restore_state(folder, step, abstract_state):
     try:
       stored = mngr.item_metadata(step)["state"]
     except Exception as error:  # noqa: BLE001  a damaged or foreign folder
-      _quiet_orbax_failures()
-      raise errors.CorruptInputError(f"{path} is not a readable checkpoint: {errors.one_line(error)}") from None
+      raise _damaged(path, mngr.all_steps(), error) from None
     if stored is None:
       raise errors.MissingInputError(f"{path} holds no train state")
     differs = state_mismatch(stored, abstract_state)
@@ -202,7 +201,26 @@ def restore_state(folder, step, abstract_state):
     except ValueError as error:  # Orbax: a tree or a shape that does not match
       return None, errors.one_line(error)
     except Exception as error:  # noqa: BLE001  e.g. a truncated array file
-      raise errors.CorruptInputError(f"{path} cannot be restored: {errors.one_line(error)}") from None
+      raise _damaged(path, mngr.all_steps(), error) from None
+
+
+def _damaged(path, steps, error):
+  """The ``CorruptInputError`` of checkpoint ``path`` (a step folder), which ``error`` could not read, naming the
+  newest of ``steps`` (its manager's) before it to try instead."""
+  _quiet_orbax_failures()
+  step = int(path.name)
+  older = max((s for s in steps if s < step), default=None)
+  instead = (f"try the step before it: --checkpoint={path.parent / str(older)}" if older is not None else
+             f"{path.parent} holds no older checkpoint")
+  return errors.CorruptInputError(f"checkpoint {path} (step {step}) is damaged and cannot be read "
+                                  f"({errors.one_line(_root_cause(error), limit=200)}); {instead}")
+
+
+def _root_cause(error):
+  """The first error of the chain that ``error`` was raised from (TensorStore's, under Orbax's wrappers)."""
+  while (error.__cause__ or error.__context__) is not None:
+    error = error.__cause__ or error.__context__
+  return error
 
 
 def _remove_partial_checkpoints(folder):

@@ -146,6 +146,25 @@ def _diff_keys(a, b, prefix=""):
       yield prefix + key
 
 
+def check_writable(path, *, folder, name):
+  """Raises ``errors.WriteError`` unless ``path`` can be written as a folder (``folder``: made with its parents
+  where missing) or as a file: not a file where a folder is expected nor the reverse, below no file, and in a folder
+  this process may write. ``name`` says what the path is for (e.g. "--out"). Called before a command works, so that
+  what it computes is not lost at the end."""
+  path = pathlib.Path(path).expanduser().absolute()
+  if folder and path.exists() and not path.is_dir():
+    raise errors.WriteError(f"{name} {path} is a file; expected a folder (an existing one, or a new one to make)")
+  if not folder and path.is_dir():
+    raise errors.WriteError(f"{name} {path} is a folder; expected the name of a file to write")
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if existing != path and not existing.is_dir():
+    raise errors.WriteError(f"{name} {path}: {existing} is a file, so no folder can be made in it")
+  into = existing if existing.is_dir() else existing.parent  # a file is replaced by writing beside it
+  if not os.access(into, os.W_OK | os.X_OK):
+    raise errors.WriteError(f"{name} {path}: {into} cannot be written (no permission, or a read-only file system); "
+                            f"choose another {name}")
+
+
 def write_atomic(path, data: bytes):
   """Write to a temporary file in the same folder, then rename over ``path``."""
   path = pathlib.Path(path)
