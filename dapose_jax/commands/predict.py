@@ -22,8 +22,8 @@ their confidence; the image enlarged to a shorter side of 512 px where smaller).
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
 image, a missing path, a folder without images, a second input with the same STEM): each gets one ``warning:``
 line on stderr naming it and the others still run; 2 for a mistake in the flags, the config or the checkpoint,
-an --out that is a file or cannot be written (checked before the model is loaded), or when DIR already holds an output of these images and ``--overwrite`` is not given (checked before anything
-runs), with one ``error:`` line.
+an --out that is a file or cannot be written, or when DIR already holds an output of these images and
+``--overwrite`` is not given (checked before anything runs), with one ``error:`` line.
 """
 
 import json
