@@ -1,5 +1,6 @@
 """Mistakes a user can fix. The command line shows their message in one line, without a traceback; every
-other exception keeps its traceback (a bug of ours, or of a library)."""
+other exception (a bug of ours, or of a library) is one line too, naming the file that holds its traceback
+(``commands.cli``)."""
 
 
 class UserError(Exception):

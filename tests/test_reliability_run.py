@@ -9,6 +9,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -178,3 +179,46 @@ def test_a_damaged_checkpoint_names_its_step_and_the_older_one_to_try(folder, tm
     finished.load(tiny_config(), run / folder, parallel.make_mesh())
   assert str(raised.value).endswith(instead) and "pybind11" not in str(raised.value)
 
+
+BROKEN_COMMAND = """
+import sys, types
+from dapose_jax.commands import cli
+command = types.ModuleType("broken")
+command.__doc__ = "A command whose main raises."
+command.define_flags = cli.define_run_flags if sys.argv[1] == "run" else cli.define_model_flags
+def main(argv):
+  raise {"bug": TypeError("a bug"), "interrupt": KeyboardInterrupt()}[sys.argv[2]]
+command.main = main
+cli.run_command(command, argv=["broken", "--config=configs/demo.py:smoke", *sys.argv[3:]])
+"""
+
+
+def run_broken(tmp_path, kind, error, *args, **environment):
+  env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), **environment)
+  (tmp_path / "tmp").mkdir()
+  return subprocess.run([sys.executable, "-c", BROKEN_COMMAND, kind, error, *args], capture_output=True, text=True,
+                        cwd=REPO, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("kind", ["run", "tool"])
+def test_an_unexpected_error_is_one_line_naming_the_file_that_holds_its_traceback(kind, tmp_path):
+  (tmp_path / "run").mkdir()
+  args = [f"--workdir={tmp_path / 'run'}"] if kind == "run" else ["--checkpoint=RUN"]
+  done = run_broken(tmp_path, kind, "bug", *args)
+  logs = [tmp_path / "run" / "error.log"] if kind == "run" else list((tmp_path / "tmp").glob("dapose_jax-error-*.log"))
+  assert done.returncode == 1 and len(logs) == 1 and logs[0].is_file()
+  assert done.stderr.strip() == (f"error: unexpected TypeError: a bug (the full traceback is in {logs[0]}; with "
+                                 "DAPOSE_JAX_TRACEBACK=1 it is printed here)")
+  log = logs[0].read_text()
+  assert "Traceback (most recent call last)" in log and log.rstrip().endswith("TypeError: a bug")
+
+
+def test_developers_see_the_traceback_with_the_environment_variable_and_interrupts_pass_unchanged(tmp_path):
+  shown = run_broken(tmp_path, "tool", "bug", "--checkpoint=RUN", DAPOSE_JAX_TRACEBACK="1")
+  assert shown.returncode == 1 and "Traceback (most recent call last)" in shown.stderr
+  assert shown.stderr.rstrip().endswith("TypeError: a bug") and "error: unexpected" not in shown.stderr
+  interrupted = subprocess.run([sys.executable, "-c", BROKEN_COMMAND, "tool", "interrupt", "--checkpoint=RUN"],
+                               capture_output=True, text=True, cwd=REPO, timeout=60)
+  assert interrupted.returncode in (-signal.SIGINT, 128 + signal.SIGINT)
+  assert interrupted.stderr.rstrip().endswith("KeyboardInterrupt") and "error: unexpected" not in interrupted.stderr
+  assert not list((tmp_path / "tmp").iterdir())
