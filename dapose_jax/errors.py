@@ -1,5 +1,6 @@
 """Mistakes a user can fix. The command line shows their message in one line, without a traceback; every
-other exception keeps its traceback (a bug of ours, or of a library)."""
+other exception (a bug of ours, or of a library) is one line too, naming the file that holds its traceback
+(``commands.cli``)."""
 
 
 class UserError(Exception):
@@ -17,6 +18,11 @@ class MissingInputError(UserError, FileNotFoundError):
 class CorruptInputError(UserError, ValueError):
   """A file that a run reads is there but cannot be decoded (e.g. a truncated image); the message names the file
   or the sample and how to replace or rebuild it."""
+
+
+class WriteError(UserError, OSError):
+  """A file or folder that a command writes cannot be written (a full disk, a read-only folder); the message names
+  it, the cause and what to do."""
 
 
 class Stopped(Exception):

@@ -26,12 +26,13 @@ def replicated(mesh):
   return NamedSharding(mesh, P())
 
 
-def local_batch_size(global_batch_size):
-  """This process's share of a global batch; it must split evenly over processes and devices."""
+def local_batch_size(global_batch_size, key=None):
+  """This process's share of a global batch; it must split evenly over processes and devices. ``key``: the config
+  key that sets it (e.g. "config.eval_batch_size"), which the error names."""
   if global_batch_size % jax.device_count():
     raise errors.ConfigError(
-        f"batch size {global_batch_size} is not divisible by the {jax.device_count()} devices; "
-        "choose a multiple of the device count")
+        f"{f'{key}={global_batch_size}' if key else f'batch size {global_batch_size}'} is not divisible by the "
+        f"{jax.device_count()} devices; choose a multiple of the device count")
   return global_batch_size // jax.process_count()
 
 

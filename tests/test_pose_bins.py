@@ -141,9 +141,11 @@ def test_evaluate_draws_each_pose_bins_evaluators_pck_and_evalpose_beside_the_js
   scored_as(monkeypatch, [0.0, 0.0, 5.0, 5.0])
   values = evaluator(figures, predicting(np.zeros((4, 8, 8, 16))), vae_scores).run(None)
   evals = {"target": dict(type="pck"), "target_bins": dict(type="pose_bins")}
-  paths = evaluate.bin_plots({"target_bins": values}, evals, tmp_path / "evaluate_test_best.json", "test")
-  assert paths == [tmp_path / "evaluate_test_best_target_bins.png"]
-  picture = np.asarray(Image.open(paths[0]).convert("RGB"))
+  plots = evaluate.plots({"target_bins": values}, evals, [], tmp_path / "evaluate_test_best.json", "test")
+  png = tmp_path / "evaluate_test_best_target_bins.png"
+  assert list(plots) == [png]
+  plots[png]()
+  picture = np.asarray(Image.open(png).convert("RGB"))
   assert picture.shape[:2] == drawing.PLOT_SIZE
   for colour in drawing.PLOT_COLOURS[:2]:  # the PCK and the EvalPose line
     assert (picture == colour).all(axis=2).any()

@@ -204,7 +204,9 @@ def run_command(command, argv=None):
   ``--help`` shows the command's docstring and its flags. A mistake in the flags, the config file or its
   overrides, or a ``UserError`` of the run, ends the command with one line on stderr (exit status 2); a run
   stopped by a signal after its checkpoint says so and exits with 128 + the signal's number (SIGTERM 143,
-  SIGINT 130), as a shell reports a process that the signal ended."""
+  SIGINT 130), as a shell reports a process that the signal ended. Any other exception (a bug) is one line too,
+  naming the file that holds its traceback (RUN/error.log, or a file in the system's temporary folder), exit
+  status 1; with the environment variable DAPOSE_JAX_TRACEBACK=1 the traceback is printed instead."""
   before = set(FLAGS)
   command.define_flags()
   for name in sorted(set(FLAGS) - before):  # absl's --help lists the flags of the program's main module
@@ -230,6 +232,10 @@ def _parse_flags(argv):
   return remaining
 
 
+TRACEBACK_ENVIRONMENT = "DAPOSE_JAX_TRACEBACK"
+ERROR_LOG = "error.log"
+
+
 def _reporting_user_errors(main):
   def run(argv):
     if "print_config" in FLAGS and FLAGS.print_config:
@@ -245,7 +251,37 @@ def _reporting_user_errors(main):
     except errors.Stopped as stopped:
       print(stopped, file=sys.stderr)
       sys.exit(stopped.exit_status)
+    except Exception as error:  # a bug, ours or a library's (KeyboardInterrupt and SystemExit pass)
+      if os.environ.get(TRACEBACK_ENVIRONMENT, "").strip().lower() not in ("", "0", "false", "no", "off"):
+        raise
+      path = _write_traceback()
+      print(f"error: unexpected {errors.one_line(error)} (the full traceback is in {path}; with "
+            f"{TRACEBACK_ENVIRONMENT}=1 it is printed here)", file=sys.stderr)
+      sys.exit(1)
   return run
+
+
+def _write_traceback():
+  """Writes the command line and the traceback of the exception being handled to RUN/error.log for a command that
+  runs in a --workdir (one that exists and can be written), else to a new file in the system's temporary folder;
+  returns the path."""
+  import tempfile
+  import time
+  import traceback
+
+  text = f"{' '.join(sys.argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{traceback.format_exc()}"
+  workdir = FLAGS["workdir"].value if "workdir" in FLAGS else None
+  if workdir and pathlib.Path(workdir).expanduser().is_dir():
+    path = pathlib.Path(workdir).expanduser().absolute() / ERROR_LOG
+    try:
+      path.write_text(text)
+      return path
+    except OSError:  # e.g. a full disk, the likely cause itself
+      pass
+  handle, path = tempfile.mkstemp(prefix="dapose_jax-error-", suffix=".log")
+  with os.fdopen(handle, "w") as file:
+    file.write(text)
+  return path
 
 
 def _usage():

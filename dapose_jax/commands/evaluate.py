@@ -16,9 +16,12 @@ The JSON (default RUN/evaluate_SPLIT_best.json or RUN/evaluate_SPLIT_stepN.json)
 the split and ``results`` {evaluator: {key: value}} with each evaluator's description in ``metrics``; an
 existing file is not replaced without ``--overwrite``. With two or more ``--thresholds``, each evaluator's
 headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``), and
-each ``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``).
+each ``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``). The
+output path is checked before the model is loaded; an output that cannot be written all the same (a full disk) is
+named in one line at the end, after the tables are printed and the other outputs written.
 """
 
+import functools
 import inspect
 import json
 import pathlib
@@ -89,7 +92,7 @@ def evaluate(model, mesh, evals, *, flip=False):
   config = model.config.copy_and_resolve_references()
   with config.unlocked():
     config.evals = ConfigDict(evals, allow_dotted_keys=True)  # NAME@0.1
-  parallel.local_batch_size(config.eval_batch_size)
+  parallel.local_batch_size(config.eval_batch_size, "config.eval_batch_size")
   method = finished.flip_tested(model.method, model.keypoint_set) if flip else model.method
   chosen = evaluators.from_config(config, method, mesh)
   results = evaluators.run_all(chosen, model.state, log=cli.log.info)
@@ -115,24 +118,56 @@ def curve_paths(out, names):
   return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
-def bin_plots(results, evals, out, split):
-  """Draws each ``pose_bins`` evaluator's PCK and EvalPose over its bins beside the JSON ``out`` (as
-  ``curve_paths`` names them); returns the paths."""
+def plots(results, evals, thresholds, out, split):
+  """{a PNG beside the JSON ``out`` (as ``curve_paths`` names them): the function that draws and writes it}: with
+  two or more ``thresholds``, each evaluator's headline value over them (``curves``); each ``pose_bins``
+  evaluator's PCK and EvalPose over its difficulty bins."""
+  from dapose_jax.plots import drawing
+
+  lines = curves(results, evals, thresholds) if len(thresholds) > 1 else {}
+  drawn = {path: functools.partial(drawing.pck_curve_png, thresholds, lines[name], path,
+                                   title=f"{name}: PCK over thresholds, {split} split")
+           for name, path in curve_paths(out, lines).items()}
+  bins = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
+  drawn.update({path: functools.partial(_bin_plot, results[name], path, title=f"{name}: per pose-VAE bin, {split} "
+                                        "split") for name, path in bins.items()})
+  return drawn
+
+
+def _bin_plot(values, path, title):
   from dapose_jax.evaluators import pose_bins
   from dapose_jax.plots import drawing
 
-  paths = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
-  for name, path in paths.items():
-    bins, pck, evalpose = pose_bins.per_bin(results[name])
-    drawing.save_png(path, drawing.line_plot(bins, {"PCK": pck, "EvalPose": evalpose}, x_label="difficulty bin",
-                                             title=f"{name}: per pose-VAE bin, {split} split"))
-  return list(paths.values())
+  bins, pck, evalpose = pose_bins.per_bin(values)
+  drawing.save_png(path, drawing.line_plot(bins, {"PCK": pck, "EvalPose": evalpose}, x_label="difficulty bin",
+                                           title=title))
+
+
+def write_each(outputs):
+  """Calls each of ``outputs`` ({path: the function that writes it}) and prints "wrote PATH"; one that cannot be
+  written (a full disk) keeps none of the others from being written, and the failures are raised at the end in one
+  line (``errors.WriteError``)."""
+  failed = []
+  for path, write in outputs.items():
+    try:
+      write()
+    except OSError as error:
+      failed.append(f"{path} ({error.strerror or errors.one_line(error)})")
+      continue
+    print(f"wrote {path}")
+  if failed:
+    raise errors.WriteError(f"could not write {'; '.join(failed)}; the tables above are complete and the other "
+                            "outputs were written")
 
 
 def output_path(out, checkpoint, split, overwrite):
-  """Where the JSON goes (``out``, or the default in the run folder); an existing file only with ``overwrite``."""
+  """Where the JSON goes (``out``, or the default in the run folder), checked to be writable; an existing file only
+  with ``overwrite``."""
+  from dapose_jax.storage import workdirs
+
   which = "best" if checkpoint.is_best else f"step{checkpoint.step}"
   path = pathlib.Path(out).expanduser() if out else checkpoint.run / f"evaluate_{split}_{which}.json"
+  workdirs.check_writable(path, folder=False, name="--out")
   if path.exists() and not overwrite:
     raise errors.UserError(f"{path} exists; pass --overwrite to replace it, or --out to write elsewhere")
   return path
@@ -155,7 +190,6 @@ def _parse_thresholds(values):
 
 def main(argv):
   from dapose_jax import parallel
-  from dapose_jax.plots import drawing
   from dapose_jax.run import finished
   from dapose_jax.storage import workdirs
 
@@ -177,15 +211,8 @@ def main(argv):
   record = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "method": model.config.method,
             "split": FLAGS.split, "flip": FLAGS.flip, "results": results, "metrics": descriptions}
   out.parent.mkdir(parents=True, exist_ok=True)
-  workdirs.write_atomic(out, (json.dumps(record, indent=2) + "\n").encode())
-  print(f"wrote {out}")
-  if len(thresholds) > 1:
-    lines = curves(results, evals, thresholds)
-    for name, path in curve_paths(out, lines).items():
-      drawing.pck_curve_png(thresholds, lines[name], path, title=f"{name}: PCK over thresholds, {FLAGS.split} split")
-      print(f"wrote {path}")
-  for path in bin_plots(results, evals, out, FLAGS.split):
-    print(f"wrote {path}")
+  write_each({out: functools.partial(workdirs.write_atomic, out, (json.dumps(record, indent=2) + "\n").encode()),
+              **plots(results, evals, thresholds, out, FLAGS.split)})
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ their confidence; the image enlarged to a shorter side of 512 px where smaller).
 Exit status: 0 when every image was written; 1 when some input could not be (a file that is not a readable
 image, a broken link or a file without read permission in a folder, a missing path, a folder without images, a
 second input with the same STEM): each gets one ``warning:`` line on stderr naming it and the others still run; 2
-when no input could be read, for a mistake in the flags, the config or the checkpoint, or when DIR already holds an
-output of these images and ``--overwrite`` is not given (checked before anything runs), with one ``error:`` line.
+when no input could be read, for a mistake in the flags, the config or the checkpoint, an --out that is a file or
+cannot be written, or when DIR already holds an output of these images and ``--overwrite`` is not given (checked
+before anything runs), with one ``error:`` line.
 """
 
 import json
@@ -201,9 +202,11 @@ def main(argv):
     raise app.UsageError("give at least one image, folder of images or video")
   from dapose_jax import parallel
   from dapose_jax.run import finished
+  from dapose_jax.storage import workdirs
 
   cli.log_progress_to_stderr()
   cli.enable_compilation_cache()
+  workdirs.check_writable(FLAGS.out, folder=True, name="--out")
   paths, failed = plan(argv[1:], FLAGS.out, FLAGS.overwrite)
   written = 0
   if paths:

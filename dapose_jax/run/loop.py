@@ -6,6 +6,7 @@ Nothing here knows a method or its config section: a method declares its state, 
 """
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -25,6 +26,9 @@ from dapose_jax.storage import checkpoints, workdirs
 from dapose_jax.storage.metric_writers import MetricWriter, Progress
 
 log = logging.getLogger("dapose_jax")
+
+
+MAX_SEED = 2**32 - 1  # the seeds that JAX, NumPy and Grain all take (Grain refuses negative ones)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,6 +111,9 @@ def _check_config(config, method):
         f"multiple of {pose.INPUT_MULTIPLE} and the heatmap side 1/{pose.OUTPUT_STRIDE} of it (e.g. 256 and 64)")
   recorded = methods.as_recorded(config)
   defaults.check_named_files(recorded)
+  for key, value in defaults.leaves(recorded):
+    if key.rpartition(".")[2] == "seed" and not (isinstance(value, int) and 0 <= value <= MAX_SEED):
+      raise errors.ConfigError(f"{key}={value!r}: a seed must be a whole number from 0 to {MAX_SEED}")
   for section in method.sections(config):
     for key, value in defaults.leaves(recorded[section], f"config.{section}"):
       if (key.endswith(".lr") or key.endswith("_lr")) and not (isinstance(value, (int, float)) and value > 0):
@@ -139,6 +146,15 @@ def _drawn(config, evals):
   return first
 
 
+def _read_first_eval_batches(config, evals):
+  """Reads the first batch of each split that ``evals`` score, so that a split that cannot deliver fails at the
+  start, not at the first evaluation."""
+  splits = {(id(e.source), e.resize_pad): e for e in evals.values()}
+  for evaluator in splits.values():
+    next(pipeline.eval_batches(evaluator.source, batch_size=config.eval_batch_size, image_size=config.image_size,
+                               resize_pad=evaluator.resize_pad))
+
+
 def jitted_train_step(config, method, mesh):
   """``method``'s train step as a run calls it, (state, source batch, target batch, step) -> (state, metrics):
   jitted over ``mesh`` with the state replicated and donated, the batches sharded; the step number keys the device
@@ -152,13 +168,16 @@ def jitted_train_step(config, method, mesh):
 
 def train_and_evaluate(config, workdir):
   """Trains one stage, ``config.method`` as ``config`` says, resuming from the latest checkpoint in workdir.
-  Everything that can be checked is checked before anything is written."""
+  Start-up is atomic: the config, the data sets, the files the config names, the checkpoint to resume and the first
+  batch of each stream are checked before ``config.json`` is recorded, and a start that fails leaves the workdir as
+  it was (one that did not exist is removed again)."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
   method = methods.get(config.method)
   _check_config(config, method)
+  workdirs.check_writable(workdir, folder=True, name="the workdir")
   mesh = parallel.make_mesh()
-  parallel.local_batch_size(config.batch_size)
-  parallel.local_batch_size(config.eval_batch_size)
+  parallel.local_batch_size(config.batch_size, "config.batch_size")
+  parallel.local_batch_size(config.eval_batch_size, "config.eval_batch_size")
   evals = evaluators.from_config(config, method, mesh)
   selected = _selection(config, evals) if evals else None
   drawn = _drawn(config, evals)
@@ -171,12 +190,12 @@ def train_and_evaluate(config, workdir):
   recorded = methods.as_recorded(config)
   if initial is not None:
     recorded["model"]["init_sha256"] = initial.sha256  # the resume check compares the file, not only its path
-  with workdirs.locked(workdir):
+  with workdirs.removed_unless_recorded(workdir), workdirs.locked(workdir):
     saved = checkpoints.RunCheckpoints(workdir, config.keep_checkpoints)
     if (saved.latest_step() or 0) > total_steps:
       raise errors.ConfigError(f"{workdir} holds a run at step {saved.latest_step()}, beyond the {total_steps} steps "
                                f"of config.epochs={config.epochs}: a run can be extended (more epochs), not shortened")
-    workdirs.record_config(recorded, workdir)
+    workdirs.check_config(recorded, workdir)
     progress = {"best": None, "history": [], "devices": jax.device_count()}
     start = 0
     if saved.latest_step() is None:
@@ -189,9 +208,12 @@ def train_and_evaluate(config, workdir):
                     "results differ from an uninterrupted run in the last digits", start, progress["devices"],
                     jax.device_count())
         progress["devices"] = jax.device_count()
+    batches = zip(*(parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
+                    for it in train_iterators(config, datasets, start, sampler)))
+    batches = itertools.chain([next(batches)], batches)  # read here: a stream that cannot deliver fails at the start
+    _read_first_eval_batches(config, evals)
+    workdirs.record_config(recorded, workdir)
 
-    source_iter, target_iter = (parallel.prefetch_to_device(it, mesh, config.data.device_prefetch)
-                                for it in train_iterators(config, datasets, start, sampler))
     train_step = jitted_train_step(config, method, mesh)
     writer = MetricWriter(workdir, resume_step=start)
     timer = Progress(start, total_steps)
@@ -199,7 +221,8 @@ def train_and_evaluate(config, workdir):
 
     with stop.installed():
       for step in range(start + 1, total_steps + 1):
-        state, train_metrics = train_step(state, next(source_iter), next(target_iter), step)
+        state, train_metrics = train_step(state, *next(batches), step)
+        saved.check(step)
         if step == start + 1:
           jax.block_until_ready(train_metrics)
           timer.mark_first_step_done(step)

@@ -100,7 +100,7 @@ def predict_batches(model, mesh, images, *, flip=False, decoder="dark"):
   """Yields (xy in each image's pixels (K, 2), confidence (K,), input heatmaps) of each (H, W, 3) uint8 image of
   the iterable ``images``, batched as the config says."""
   size, batch_size = model.config.image_size, model.config.eval_batch_size
-  parallel.local_batch_size(batch_size)
+  parallel.local_batch_size(batch_size, "config.eval_batch_size")
   predictor = keypoint_predictor(model, mesh, flip, decoder)
   pending = []
 

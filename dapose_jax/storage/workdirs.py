@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import socket
 import tempfile
 import time
@@ -91,25 +92,56 @@ def _running(pid):
 EXTENSIBLE = ("epochs",)  # what a resumed run may change: it extends the run
 
 
+def check_config(recorded, workdir):
+  """The keys in which ``recorded`` (a JSON-ready dict) differs from the config that ``workdir`` recorded (none for a
+  new workdir); a difference other than ``EXTENSIBLE`` (a resumed run must repeat its config) is refused."""
+  path = workdir / CONFIG
+  if not path.exists():
+    return []
+  changed = sorted(_diff_keys(read_recorded(path), recorded))
+  if set(changed) - set(EXTENSIBLE):
+    raise errors.ConfigError(
+        f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
+        "Use a new --workdir, or repeat the original flags to resume that run (only epochs may change: more "
+        "epochs extend it).")
+  return changed
+
+
+def read_recorded(path):
+  """The config a run recorded in ``path`` (its config.json), one line naming the file if it cannot be read."""
+  return read_json(path, "recorded config (the config.json a run writes)",
+                   f"use a new --workdir, or remove {path} only if {path.parent} holds no run")
+
+
 def record_config(recorded, workdir):
   """Write ``recorded`` (a JSON-ready dict) as ``config.json``, or check that a resumed run recorded the same
-  but for ``epochs`` (never overwrite silently)."""
+  but for ``epochs`` (``check_config``: never overwrite silently)."""
   path = workdir / CONFIG
   if path.exists():
-    old = read_json(path, "recorded config (the config.json a run writes)",
-                    f"use a new --workdir, or remove {path} only if {workdir} holds no run")
-    changed = sorted(_diff_keys(old, recorded))
-    if set(changed) - set(EXTENSIBLE):
-      raise errors.ConfigError(
-          f"{workdir} already holds a run with a different config (differs in: {', '.join(changed)}). "
-          "Use a new --workdir, or repeat the original flags to resume that run (only epochs may change: more "
-          "epochs extend it).")
+    changed = check_config(recorded, workdir)
     if not changed:
       return
+    old = read_recorded(path)
     log.info("%s: %s", workdir, ", ".join(f"{key} {old[key]} -> {recorded[key]}" for key in changed))
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def removed_unless_recorded(workdir):
+  """For the block that starts a run in ``workdir`` and records its config: when the block fails before
+  ``config.json`` is there, the folders of ``workdir``'s path that did not exist before are removed again, so that
+  a start that fails leaves no folder behind (a workdir that existed is left to the block, which writes nothing
+  into it before the record but the lock and Orbax's empty ``checkpoints/``)."""
+  workdir = pathlib.Path(workdir)
+  created = next((p for p in [*reversed(workdir.parents), workdir] if not p.exists()), None)
+  try:
+    yield
+  except BaseException:
+    if created is not None and jax.process_index() == 0 and not (workdir / CONFIG).exists():
+      shutil.rmtree(created, ignore_errors=True)
+    raise
 
 
 def _diff_keys(a, b, prefix=""):
@@ -133,6 +165,25 @@ def read_json(path, what, fix, kind=dict):
   if kind is not None and not isinstance(value, kind):
     raise errors.CorruptInputError(f"{path} holds a {type(value).__name__}, not a {what}; {fix}")
   return value
+
+
+def check_writable(path, *, folder, name):
+  """Raises ``errors.WriteError`` unless ``path`` can be written as a folder (``folder``: made with its parents
+  where missing) or as a file: not a file where a folder is expected nor the reverse, below no file, and in a folder
+  this process may write. ``name`` says what the path is for (e.g. "--out"). Called before a command works, so that
+  what it computes is not lost at the end."""
+  path = pathlib.Path(path).expanduser().absolute()
+  if folder and path.exists() and not path.is_dir():
+    raise errors.WriteError(f"{name} {path} is a file; expected a folder (an existing one, or a new one to make)")
+  if not folder and path.is_dir():
+    raise errors.WriteError(f"{name} {path} is a folder; expected the name of a file to write")
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if existing != path and not existing.is_dir():
+    raise errors.WriteError(f"{name} {path}: {existing} is a file, so no folder can be made in it")
+  into = existing if existing.is_dir() else existing.parent  # a file is replaced by writing beside it
+  if not os.access(into, os.W_OK | os.X_OK):
+    raise errors.WriteError(f"{name} {path}: {into} cannot be written (no permission, or a read-only file system); "
+                            f"choose another {name}")
 
 
 def write_atomic(path, data: bytes):
