@@ -243,11 +243,12 @@ def line_plot(x, lines, *, title, x_label):
                      y_range=(0.0, 100.0))
 
 
-def series_plot(lines, *, title, x_label, y_range=None, bands=None):
+def series_plot(lines, *, title, x_label, y_range=None, bands=None, connect=True):
   """Lines ``{label: (x, y)}`` on a white canvas of ``PLOT_SIZE``: the x axis spans every line's x, the y axis
   ``y_range`` (default: every line's and band's values, 5 % added each side), each with five ticks and grid lines;
   line i in ``PLOT_COLOURS[i]`` with a dot per point, named in a legend at the bottom right unless its label is
-  empty; ``bands`` ``{label: (low, high)}`` (along that line's x) shaded in its line's colour beneath it."""
+  empty; ``bands`` ``{label: (low, high)}`` (along that line's x) shaded in its line's colour beneath it;
+  ``connect=False``: the dots alone (a scatter plot)."""
   lines = {label: (np.asarray(x, np.float64), np.asarray(y, np.float64)) for label, (x, y) in lines.items()}
   bands = {label: tuple(np.asarray(v, np.float64) for v in band) for label, band in (bands or {}).items()}
   if not 0 < len(lines) <= len(PLOT_COLOURS) or any(x.ndim != 1 or not len(x) or y.shape != x.shape
@@ -304,7 +305,8 @@ def series_plot(lines, *, title, x_label, y_range=None, bands=None):
   key_right = right
   for (label, (x, y)), colour in reversed(list(zip(lines.items(), PLOT_COLOURS))):
     points = np.array([pixel(u, v) for u, v in zip(x, clip(y))], np.int32)
-    cv2.polylines(out, [points], False, colour, 2, cv2.LINE_AA)
+    if connect:
+      cv2.polylines(out, [points], False, colour, 2, cv2.LINE_AA)
     for point in points:
       cv2.circle(out, tuple(map(int, point)), 3, colour, -1, cv2.LINE_AA)
     if label:
