@@ -11,7 +11,10 @@ TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics 
 (``coordinates.py``): "pck_bbox", "pck_auc", "epe"; "evalpose" (``evalpose.py``, Dua et al.'s joint-angle
 similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source);
 "pseudo_labels" (``pseudo_labels.py``, the accuracy and M2D/M3D selection of a method's pseudo-labels, e.g.
-``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``).
+``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``);
+the label-free selection criteria (``criteria.py``, for the target's training split): "confidence", the mean
+heatmap maximum, "view_agreement", the agreement of the predictions on mirrored and affine-warped views mapped back,
+and "head_agreement", that of a two-network method's networks (the method must declare ``eval_heatmap_pairs``).
 A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``. ``run_all`` runs them, the
 ones on one split in one pass over it (``passes.py``).
 """
@@ -22,11 +25,16 @@ import numpy as np
 from dapose_jax import errors, parallel
 from dapose_jax.config import defaults
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, evalpose, passes, pck, pose_bins, pseudo_labels
+from dapose_jax.evaluators import coordinates, criteria, evalpose, passes, pck, pose_bins, pseudo_labels
 from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
-         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
+         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels,
+         "confidence": criteria.Confidence, "view_agreement": criteria.ViewAgreement,
+         "head_agreement": criteria.HeadAgreement}
+# the types made with the method too: {type: (the Method field they call, the methods that have one)}
+WITH_METHOD = {"pseudo_labels": ("pseudo_labels", "pseudo-labels (geometric)"),
+               "head_agreement": ("eval_heatmap_pairs", "a second network (regda, mean_teacher, daml, geometric)")}
 
 
 run_all = passes.run_all
@@ -54,10 +62,11 @@ def from_config(config, method, mesh):
       raise errors.ConfigError(f"config.evals.{name}.type={kind!r} is not an evaluator; choose one of {sorted(TYPES)}")
     if domain not in defaults.DOMAINS:
       raise errors.ConfigError(f"config.evals.{name}.domain={domain!r}; expected one of {defaults.DOMAINS}")
-    if kind == "pseudo_labels":
-      if method.pseudo_labels is None:
-        raise errors.ConfigError(f"config.evals.{name}.type='pseudo_labels' needs a method with pseudo-labels "
-                                 f"(geometric); method {method.name!r} has none")
+    if kind in WITH_METHOD:
+      field, which = WITH_METHOD[kind]
+      if getattr(method, field) is None:
+        raise errors.ConfigError(f"config.evals.{name}.type={kind!r} needs a method with {which}; method "
+                                 f"{method.name!r} has none")
       spec["method"] = method
     if (domain, split) not in opened:  # the evaluators of one split share its source, and so one pass (run_all)
       opened[domain, split] = sources.make_source(config[domain], split)

@@ -7,9 +7,10 @@ images are resized and batched, its predict function) and three steps: ``start()
 ``{key: value}``. Its own ``run(state)`` is ``run_pass([self], state)``.
 """
 
+import numbers
 import time
 
-from dapose_jax import parallel
+from dapose_jax import errors, parallel
 from dapose_jax.data import pipeline
 
 
@@ -73,3 +74,26 @@ class SplitEvaluator:
 
   def run(self, state):
     return run_pass([self], state)[0]
+
+
+class First:
+  """The first ``count`` samples of a random-access source (all of them if it has fewer), with its keypoint set: the
+  split of an evaluator with a ``count`` setting."""
+
+  def __init__(self, source, count):
+    self._source, self._n = source, min(count, len(source))
+    self.keypoint_set = source.keypoint_set
+
+  def __len__(self):
+    return self._n
+
+  def __getitem__(self, index):
+    if not 0 <= index < self._n:
+      raise IndexError(f"sample {index} of the first {self._n}")
+    return self._source[index]
+
+
+def check_count(count):
+  """Raises a ConfigError unless ``count``, an evaluator's number of samples scored, is a positive integer."""
+  if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count <= 0:
+    raise errors.ConfigError(f"count={count!r}: the number of samples scored must be a positive integer")

@@ -34,22 +34,7 @@ import numpy as np
 
 from dapose_jax import errors, parallel
 from dapose_jax.data import pipeline
-
-
-class First:
-  """The first ``count`` samples of a random-access source (all of them if it has fewer), with its keypoint set."""
-
-  def __init__(self, source, count):
-    self._source, self._n = source, min(count, len(source))
-    self.keypoint_set = source.keypoint_set
-
-  def __len__(self):
-    return self._n
-
-  def __getitem__(self, index):
-    if not 0 <= index < self._n:
-      raise IndexError(f"sample {index} of the first {self._n}")
-    return self._source[index]
+from dapose_jax.evaluators import passes
 
 
 class PseudoLabels:
@@ -61,13 +46,12 @@ class PseudoLabels:
           "wrong_twice")
 
   def __init__(self, predict, source, keypoint_set, *, config, mesh, resize_pad, method, count=256, threshold=0.05):
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count <= 0:
-      raise errors.ConfigError(f"count={count!r}: the number of samples scored must be a positive integer")
+    passes.check_count(count)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold > 0:
       raise errors.ConfigError(f"threshold={threshold!r}: the distance a pseudo-label may be off, as a fraction of "
                                "the heatmap side, must be a positive number (the reference PCK's: 0.05)")
     self.predict, self.keypoint_set, self.resize_pad = predict, keypoint_set, resize_pad
-    self.source = First(source, count)
+    self.source = passes.First(source, count)
     self.description = (f"pseudo-labels of {method.name} on the first {len(self.source)} samples: correct within "
                         f"{threshold} of the heatmap side, M2D/M3D selection and overlap, in percent (union 0/1)")
     self._batching = dict(batch_size=config.eval_batch_size, image_size=config.image_size, resize_pad=resize_pad)

@@ -45,6 +45,9 @@ class Method:
     finish(config, state, workdir): after the last step and ``results.json`` (e.g. export a product)
     pseudo_labels(config, state, uint8 images) -> {name: array}: the pseudo-labels a method trains on, for the
       evaluator type "pseudo_labels" (``evaluators/pseudo_labels.py`` defines the arrays); None: it has none
+    eval_heatmap_pairs(config, state, uint8 images) -> (heatmaps, second heatmaps), each (B, H, W, K): those that
+      ``eval_heatmaps`` returns and those of the method's second network (RegDA's adversarial head, the mean
+      teacher's student), for the evaluator type "head_agreement"; None: it has one network
   """
   name: str
   init: Callable
@@ -58,6 +61,7 @@ class Method:
   load_pretrained: Callable = lambda config, state: state
   finish: Callable = lambda config, state, workdir: None
   pseudo_labels: Optional[Callable] = None
+  eval_heatmap_pairs: Optional[Callable] = None
 
   def stages(self, config, workdir):
     """The stages of a run of this method in ``workdir``, in the order they train."""

@@ -240,4 +240,5 @@ METHOD = base.Method(name="geometric", init=init,
                      train_step=functools.partial(mean_teacher.train_step, step_extension=STEP_EXTENSION),
                      eval_heatmaps=mean_teacher.eval_heatmaps, reads=("reconstruction",),
                      uses_style=mean_teacher.uses_style, configure=configure, prepare=prepare,
-                     load_pretrained=load_pretrained, pseudo_labels=pseudo_labels)
+                     load_pretrained=load_pretrained, pseudo_labels=pseudo_labels,
+                     eval_heatmap_pairs=mean_teacher.eval_heatmap_pairs)

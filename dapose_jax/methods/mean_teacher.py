@@ -271,5 +271,12 @@ def eval_heatmaps(config, state, images):
   return common.predict(pose.build_model(config), variables, images)
 
 
+def eval_heatmap_pairs(config, state, images):
+  """(the teacher's heatmaps, as ``eval_heatmaps``; the student's), both in eval mode."""
+  student = {"params": state.params, "batch_stats": state.batch_stats}
+  return eval_heatmaps(config, state, images), common.predict(pose.build_model(config), student, images)
+
+
 METHOD = base.Method(name="mean_teacher", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps,
-                     uses_style=uses_style, configure=configure, prepare=prepare, load_pretrained=load_pretrained)
+                     uses_style=uses_style, configure=configure, prepare=prepare, load_pretrained=load_pretrained,
+                     eval_heatmap_pairs=eval_heatmap_pairs)

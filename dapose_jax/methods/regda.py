@@ -259,5 +259,14 @@ def eval_heatmaps(config, state, images):
   return common.predict(pose.build_model(config, head="regda"), variables, images)
 
 
+def eval_heatmap_pairs(config, state, images):
+  """(the main head f's heatmaps, as ``eval_heatmaps``; the adversarial head f''s) of one eval-mode forward."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  # with adv_grad_scale given the adversarial head runs too; the scale acts on gradients only
+  out = pose.build_model(config, head="regda").apply(variables, device_augment.normalize(images), train=False,
+                                                     adv_grad_scale=0.0)
+  return out["heatmaps"], out["heatmaps_adv"]
+
+
 METHOD = base.Method(name="regda", init=init, train_step=train_step, eval_heatmaps=eval_heatmaps, prepare=prepare,
-                     load_pretrained=load_pretrained)
+                     load_pretrained=load_pretrained, eval_heatmap_pairs=eval_heatmap_pairs)

@@ -15,13 +15,18 @@ def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
   the heatmap side). A keypoint counts only if its target argmax has x > 1 and y > 1, which drops
   all-zero (invisible) targets and also visible keypoints in the first two rows / columns.
   """
-  height, width = pred_heatmaps.shape[-3:-1]
   pred, _ = decoding.argmax_2d(pred_heatmaps)
   target, _ = decoding.argmax_2d(target_heatmaps)
-  norm = jnp.array([height, width], jnp.float32) / 10
-  dist = jnp.linalg.norm(pred / norm - target / norm, axis=-1)
   counted = (target[..., 0] > 1) & (target[..., 1] > 1)
-  return (dist < threshold * 10) & counted, counted
+  return within_threshold(pred, target, pred_heatmaps.shape[-3:-1], threshold) & counted, counted
+
+
+def within_threshold(a, b, shape, threshold=0.05):
+  """Whether heatmap positions ``a`` and ``b`` (..., 2) (x, y) on heatmaps of ``shape`` (H, W) are closer than
+  ``threshold`` of the heatmap side, by the reference PCK's rule: the difference normalised by (H/10, W/10) applied
+  to (x, y), its length compared with ``threshold * 10``."""
+  norm = jnp.array(shape, jnp.float32) / 10
+  return jnp.linalg.norm(a / norm - b / norm, axis=-1) < threshold * 10
 
 
 def pck(pred_heatmaps, target_heatmaps, threshold=0.05):
