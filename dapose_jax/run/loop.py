@@ -31,8 +31,8 @@ log = logging.getLogger("dapose_jax")
 MAX_SEED = 2**32 - 1  # the seeds that JAX, NumPy and Grain all take (Grain refuses negative ones)
 
 
-class NonFiniteLossError(RuntimeError):
-  pass
+class NonFiniteLossError(errors.UserError, RuntimeError):
+  """Training diverged: one line on the command line (the step and the checkpoint kept), not a bug report."""
 
 
 def run(config, workdir):
