@@ -208,7 +208,7 @@ def test_when_no_checkpoint_restores_the_error_says_so_and_nothing_is_moved(fini
   shutil.copytree(workdir, resumed_dir)
   for step in ("3", "6"):
     damage(resumed_dir / "checkpoints" / step, "progress")
-  with pytest.raises(RuntimeError, match=r"no checkpoint in .* can be restored \(steps \[6, 3\]\)"):
+  with pytest.raises(errors.CorruptInputError, match=r"no checkpoint in .* can be restored \(steps \[6, 3\]\)"):
     loop.train_and_evaluate(tiny_config(), resumed_dir)
   assert sorted(p.name for p in (resumed_dir / "checkpoints").iterdir() if p.name[0].isdigit()) == ["3", "6"]
 

@@ -132,8 +132,10 @@ class RunCheckpoints:
           multihost_utils.sync_global_devices("damaged checkpoints moved aside")
         self._latest.reload()
       return step, restored.state, restored.progress
-    raise RuntimeError(f"no checkpoint in {self.directory} can be restored (steps {[s for s, _ in failed]}); the "
-                       f"newest: {errors.one_line(failed[0][1], limit=200)}") from failed[0][1]
+    raise errors.CorruptInputError(
+        f"no checkpoint in {self.directory} can be restored (steps {[s for s, _ in failed]}); the newest: "
+        f"{errors.one_line(failed[0][1], limit=200)}; train in a new --workdir (this run cannot resume)"
+    ) from failed[0][1]
 
   def close(self, step=None):
     """Waits for the saves in flight (a failed one raises as in ``check``, at ``step``, by default the last saved)
