@@ -9,7 +9,8 @@ from dapose_jax.config import datasets
 DOMAINS = ("source", "target")  # a config's two data sets, config.source and config.target
 # the evaluator types of config.evals (``evaluators.TYPES``' keys) and the heatmap decoders of the coordinate
 # evaluators' and predict's ``decoding`` (``pose.decoding.keypoints_in_cells``): here, without JAX, for --help
-EVALUATOR_TYPES = ("pck", "pck_bbox", "pck_auc", "epe", "evalpose", "pose_bins", "pseudo_labels")
+EVALUATOR_TYPES = ("pck", "pck_bbox", "pck_auc", "epe", "evalpose", "pose_bins", "pseudo_labels",
+                   "keypoint_confusion")
 DECODERS = ("argmax", "quarter", "dark")
 
 

@@ -11,7 +11,9 @@ TYPES: "pck" (``pck.py``, the reference's PCK on heatmaps) and mmpose's metrics 
 (``coordinates.py``): "pck_bbox", "pck_auc", "epe"; "evalpose" (``evalpose.py``, Dua et al.'s joint-angle
 similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE difficulty bin of the source);
 "pseudo_labels" (``pseudo_labels.py``, the accuracy and M2D/M3D selection of a method's pseudo-labels, e.g.
-``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``).
+``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``);
+"keypoint_confusion" (``confusion.py``, where each keypoint's predictions land: its truth, its flip partner's,
+another keypoint's or none).
 A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``. ``run_all`` runs them, the
 ones on one split in one pass over it (``passes.py``).
 """
@@ -22,11 +24,12 @@ import numpy as np
 from dapose_jax import errors, parallel
 from dapose_jax.config import defaults
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, evalpose, passes, pck, pose_bins, pseudo_labels
+from dapose_jax.evaluators import confusion, coordinates, evalpose, passes, pck, pose_bins, pseudo_labels
 from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
-         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels}
+         "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels,
+         "keypoint_confusion": confusion.KeypointConfusion}
 
 
 run_all = passes.run_all
