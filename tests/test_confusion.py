@@ -135,6 +135,12 @@ def test_matrix_plot_shades_each_cell_by_its_share_and_frames_the_outlined_ones(
     drawing.matrix_plot(np.zeros((2, 2)), ["a", "b"], ["a", "b", "c"], title="t")
 
 
+def test_the_printed_table_leaves_the_matrix_values_to_the_json():
+  assert evaluators.table({"head": 97.96, "all": 48.44}) == "head 98.0 all 48.4"
+  assert evaluators.table({"correct": 59.37, "r_ankle/l_ankle": 38.0, "r_ankle/counted": 501.0}) == (
+      "correct 59.4 (+ 2 more values in the JSON)")
+
+
 def test_evaluate_with_the_confusion_metric_writes_its_matrix_beside_the_json(tmp_path):
   run, out = tiny_run(), tmp_path / "confusion.json"
   proc = run_cli("evaluate", f"--config={run}", f"--checkpoint={run}", f"--out={out}", "--domain=target",
@@ -146,6 +152,9 @@ def test_evaluate_with_the_confusion_metric_writes_its_matrix_beside_the_json(tm
   assert counted.sum() == values["counted"] > 0
   np.testing.assert_allclose(shares.sum(axis=1), np.where(counted > 0, 100.0, 0.0))
   assert sum(values[kind] for kind in confusion.CATEGORIES) == pytest.approx(100)
+  printed = next(line for line in proc.stdout.splitlines() if line.startswith("target_keypoint_confusion: "))
+  assert f"correct {values['correct']:.1f} flip " in printed and "(+ 288 more values in the JSON)" in printed
+  assert "l_knee/r_knee" not in printed  # the 16 x 17 matrix and 16 counts are in the JSON only
   png = tmp_path / "confusion_target_keypoint_confusion.png"
   assert f"wrote {png}" in proc.stdout
   picture = np.asarray(Image.open(png).convert("RGB"))

@@ -192,11 +192,6 @@ def output_path(out, checkpoint, split, overwrite):
   return path
 
 
-def table(values):
-  """One table as the train log prints it: ``KEY VALUE`` to one decimal."""
-  return " ".join(f"{key} {value:.1f}" for key, value in values.items())
-
-
 def _parse_thresholds(values):
   try:
     thresholds = [float(value) for value in values]
@@ -208,7 +203,7 @@ def _parse_thresholds(values):
 
 
 def main(argv):
-  from dapose_jax import parallel
+  from dapose_jax import evaluators, parallel
   from dapose_jax.run import finished
   from dapose_jax.storage import workdirs
 
@@ -226,7 +221,7 @@ def main(argv):
   results, descriptions = evaluate(model, mesh, evals, flip=FLAGS.flip)
   print(f"step {checkpoint.step} of {checkpoint.path}, {FLAGS.split} split{', flip test' if FLAGS.flip else ''}")
   for name, values in results.items():
-    print(f"{name}: {table(values)}  ({descriptions[name]})")
+    print(f"{name}: {evaluators.table(values)}  ({descriptions[name]})")
   record = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "method": model.config.method,
             "split": FLAGS.split, "flip": FLAGS.flip, "results": results, "metrics": descriptions}
   out.parent.mkdir(parents=True, exist_ok=True)

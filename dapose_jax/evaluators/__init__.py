@@ -35,6 +35,15 @@ TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates
 run_all = passes.run_all
 
 
+def table(values):
+  """One evaluator's values as the train log and ``evaluate`` print them: ``KEY VALUE`` to one decimal. Keys with
+  a "/" (the cells of a matrix, e.g. ``keypoint_confusion``'s ``l_knee/r_knee``) are left out of the line, which
+  says how many; results.json and the JSON keep them."""
+  shown = {key: value for key, value in values.items() if "/" not in key}
+  line = " ".join(f"{key} {value:.1f}" for key, value in shown.items())
+  return line + (f" (+ {len(values) - len(shown)} more values in the JSON)" if len(shown) < len(values) else "")
+
+
 def heatmap_predictor(config, method, mesh):
   """``method.eval_heatmaps`` as every evaluator calls it, (state, images) -> heatmaps, jitted over ``mesh`` with the
   state replicated and the images sharded."""
