@@ -141,7 +141,8 @@ def test_evaluate_draws_each_pose_bins_evaluators_pck_and_evalpose_beside_the_js
   scored_as(monkeypatch, [0.0, 0.0, 5.0, 5.0])
   values = evaluator(figures, predicting(np.zeros((4, 8, 8, 16))), vae_scores).run(None)
   evals = {"target": dict(type="pck"), "target_bins": dict(type="pose_bins")}
-  plots = evaluate.plots({"target_bins": values}, evals, [], tmp_path / "evaluate_test_best.json", "test")
+  plots = evaluate.plots({"target_bins": values}, evals, [], tmp_path / "evaluate_test_best.json", "test",
+                         skeletons.BODY16)
   png = tmp_path / "evaluate_test_best_target_bins.png"
   assert list(plots) == [png]
   plots[png]()

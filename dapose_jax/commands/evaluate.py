@@ -15,10 +15,11 @@ of one split share one pass over it (``evaluators.run_all``), logging its progre
 The JSON (default RUN/evaluate_SPLIT_best.json or RUN/evaluate_SPLIT_stepN.json) holds the checkpoint, its step,
 the split and ``results`` {evaluator: {key: value}} with each evaluator's description in ``metrics``; an
 existing file is not replaced without ``--overwrite``. With two or more ``--thresholds``, each evaluator's
-headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``), and
-each ``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``). The
-output path is checked before the model is loaded; an output that cannot be written all the same (a full disk) is
-named in one line at the end, after the tables are printed and the other outputs written.
+headline value over them is also drawn as a PNG beside the JSON (JSON_STEM_NAME.png, ``drawing.pck_curve``), each
+``pose_bins`` evaluator's PCK and EvalPose over the difficulty bins likewise (``drawing.line_plot``) and each
+``keypoint_confusion`` evaluator's matrix (``drawing.matrix_plot``: ``--metrics=keypoint_confusion``). The output
+path is checked before the model is loaded; an output that cannot be written all the same (a full disk) is named
+in one line at the end, after the tables are printed and the other outputs written.
 """
 
 import functools
@@ -118,10 +119,11 @@ def curve_paths(out, names):
   return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
 
 
-def plots(results, evals, thresholds, out, split):
+def plots(results, evals, thresholds, out, split, keypoint_set):
   """{a PNG beside the JSON ``out`` (as ``curve_paths`` names them): the function that draws and writes it}: with
   two or more ``thresholds``, each evaluator's headline value over them (``curves``); each ``pose_bins``
-  evaluator's PCK and EvalPose over its difficulty bins."""
+  evaluator's PCK and EvalPose over its difficulty bins; each ``keypoint_confusion`` evaluator's matrix, its flip
+  partners (of ``keypoint_set``) framed."""
   from dapose_jax.plots import drawing
 
   lines = curves(results, evals, thresholds) if len(thresholds) > 1 else {}
@@ -131,6 +133,9 @@ def plots(results, evals, thresholds, out, split):
   bins = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "pose_bins"])
   drawn.update({path: functools.partial(_bin_plot, results[name], path, title=f"{name}: per pose-VAE bin, {split} "
                                         "split") for name, path in bins.items()})
+  matrices = curve_paths(out, [name for name, spec in evals.items() if spec["type"] == "keypoint_confusion"])
+  drawn.update({path: functools.partial(_confusion_plot, results[name], keypoint_set, path,
+                                        title=f"{name}, {split} split") for name, path in matrices.items()})
   return drawn
 
 
@@ -141,6 +146,20 @@ def _bin_plot(values, path, title):
   bins, pck, evalpose = pose_bins.per_bin(values)
   drawing.save_png(path, drawing.line_plot(bins, {"PCK": pck, "EvalPose": evalpose}, x_label="difficulty bin",
                                            title=title))
+
+
+def _confusion_plot(values, keypoint_set, path, title):
+  from dapose_jax.evaluators import confusion
+  from dapose_jax.plots import drawing
+
+  names, shares, counted = confusion.matrix(values)
+  summary = ", ".join(f"{kind} {values[kind]:.1f}" for kind in confusion.CATEGORIES)
+  framed = [(k, f) for k, f in enumerate(keypoint_set.flip_permutation()) if f != k]
+  drawing.save_png(path, drawing.matrix_plot(
+      shares, [f"{name} ({n:.0f})" for name, n in zip(names, counted)], [*names, confusion.BACKGROUND],
+      title=f"{title}: {summary} (%)", outlined=framed, split_last=True,
+      note="row: a keypoint (its counted predictions); column: the truth its prediction lands on, in % of the row; "
+           "framed: the flip partner"))
 
 
 def write_each(outputs):
@@ -173,11 +192,6 @@ def output_path(out, checkpoint, split, overwrite):
   return path
 
 
-def table(values):
-  """One table as the train log prints it: ``KEY VALUE`` to one decimal."""
-  return " ".join(f"{key} {value:.1f}" for key, value in values.items())
-
-
 def _parse_thresholds(values):
   try:
     thresholds = [float(value) for value in values]
@@ -189,7 +203,7 @@ def _parse_thresholds(values):
 
 
 def main(argv):
-  from dapose_jax import parallel
+  from dapose_jax import evaluators, parallel
   from dapose_jax.run import finished
   from dapose_jax.storage import workdirs
 
@@ -207,12 +221,12 @@ def main(argv):
   results, descriptions = evaluate(model, mesh, evals, flip=FLAGS.flip)
   print(f"step {checkpoint.step} of {checkpoint.path}, {FLAGS.split} split{', flip test' if FLAGS.flip else ''}")
   for name, values in results.items():
-    print(f"{name}: {table(values)}  ({descriptions[name]})")
+    print(f"{name}: {evaluators.table(values)}  ({descriptions[name]})")
   record = {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "method": model.config.method,
             "split": FLAGS.split, "flip": FLAGS.flip, "results": results, "metrics": descriptions}
   out.parent.mkdir(parents=True, exist_ok=True)
   write_each({out: functools.partial(workdirs.write_atomic, out, (json.dumps(record, indent=2) + "\n").encode()),
-              **plots(results, evals, thresholds, out, FLAGS.split)})
+              **plots(results, evals, thresholds, out, FLAGS.split, model.keypoint_set)})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ DOMAINS = ("source", "target")  # a config's two data sets, config.source and co
 # the evaluator types of config.evals (``evaluators.TYPES``' keys) and the heatmap decoders of the coordinate
 # evaluators' and predict's ``decoding`` (``pose.decoding.keypoints_in_cells``): here, without JAX, for --help
 EVALUATOR_TYPES = ("pck", "pck_bbox", "pck_auc", "epe", "evalpose", "pose_bins", "pseudo_labels", "confidence",
-                   "view_agreement", "head_agreement")
+                   "view_agreement", "head_agreement", "keypoint_confusion")
 DECODERS = ("argmax", "quarter", "dark")
 
 

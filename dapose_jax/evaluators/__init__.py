@@ -14,7 +14,9 @@ similarity); "pose_bins" (``pose_bins.py``, PCK and EvalPose per pose-VAE diffic
 ``geometric``'s on the target's training split; made with the method too, which must declare ``pseudo_labels``);
 the label-free selection criteria (``criteria.py``, for the target's training split): "confidence", the mean
 heatmap maximum, "view_agreement", the agreement of the predictions on mirrored and affine-warped views mapped back,
-and "head_agreement", that of a two-network method's networks (the method must declare ``eval_heatmap_pairs``).
+and "head_agreement", that of a two-network method's networks (the method must declare ``eval_heatmap_pairs``);
+"keypoint_confusion" (``confusion.py``, where each keypoint's predictions land: its truth, its flip partner's,
+another keypoint's or none).
 A ConfigError of an evaluator's settings is raised as ``config.evals.NAME: message``. ``run_all`` runs them, the
 ones on one split in one pass over it (``passes.py``).
 """
@@ -25,19 +27,28 @@ import numpy as np
 from dapose_jax import errors, parallel
 from dapose_jax.config import defaults
 from dapose_jax.data import sources
-from dapose_jax.evaluators import coordinates, criteria, evalpose, passes, pck, pose_bins, pseudo_labels
+from dapose_jax.evaluators import confusion, coordinates, criteria, evalpose, passes, pck, pose_bins, pseudo_labels
 from dapose_jax.plots import drawing
 
 TYPES = {"pck": pck.PCK, "pck_bbox": coordinates.PCKBBox, "pck_auc": coordinates.PCKAUC, "epe": coordinates.EPE,
          "evalpose": evalpose.EvalPose, "pose_bins": pose_bins.PoseBins, "pseudo_labels": pseudo_labels.PseudoLabels,
          "confidence": criteria.Confidence, "view_agreement": criteria.ViewAgreement,
-         "head_agreement": criteria.HeadAgreement}
+         "head_agreement": criteria.HeadAgreement, "keypoint_confusion": confusion.KeypointConfusion}
 # the types made with the method too: {type: (the Method field they call, the methods that have one)}
 WITH_METHOD = {"pseudo_labels": ("pseudo_labels", "pseudo-labels (geometric)"),
                "head_agreement": ("eval_heatmap_pairs", "a second network (regda, mean_teacher, daml, geometric)")}
 
 
 run_all = passes.run_all
+
+
+def table(values):
+  """One evaluator's values as the train log and ``evaluate`` print them: ``KEY VALUE`` to one decimal. Keys with
+  a "/" (the cells of a matrix, e.g. ``keypoint_confusion``'s ``l_knee/r_knee``) are left out of the line, which
+  says how many; results.json and the JSON keep them."""
+  shown = {key: value for key, value in values.items() if "/" not in key}
+  line = " ".join(f"{key} {value:.1f}" for key, value in shown.items())
+  return line + (f" (+ {len(values) - len(shown)} more values in the JSON)" if len(shown) < len(values) else "")
 
 
 def heatmap_predictor(config, method, mesh):

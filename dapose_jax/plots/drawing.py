@@ -1,4 +1,5 @@
-"""Pictures of keypoints: skeletons over images, truth beside prediction, heatmap grids, line plots, PNG files.
+"""Pictures of keypoints: skeletons over images, truth beside prediction, heatmap grids, line plots, matrix plots,
+PNG files.
 
 Images are uint8 (H, W, 3) RGB; keypoints (K, 2) (x, y) in that image's continuous pixel coordinates
 (``data.transforms``: pixel (row i, column j) covers [j, j + 1) x [i, i + 1)). Every function returns a new
@@ -314,6 +315,62 @@ def series_plot(lines, *, title, x_label, y_range=None, bands=None, connect=True
       cv2.putText(out, label, (key_right - w, rows - 6), _FONT, 0.4, black, 1, cv2.LINE_AA)
       cv2.line(out, (key_right - w - 18, rows - 10), (key_right - w - 4, rows - 10), colour, 2)
       key_right -= w + 28
+  return out
+
+
+MATRIX_CELL = (22, 36)  # rows, columns of a cell of a matrix plot
+OUTLINE_COLOUR = PLOT_COLOURS[1]
+
+
+def matrix_plot(shares, rows, columns, *, title, outlined=(), note="", split_last=False):
+  """A table of ``shares`` (R, C) in percent on white: row i labelled ``rows[i]`` on the left, column j
+  ``columns[j]`` written upwards above it; each cell shaded from white (0) to ``PLOT_COLOUR`` (100) with its share
+  printed (whole percent from 10, one decimal below; 0 in grey), the cells ``outlined`` ((i, j) pairs) framed in
+  ``OUTLINE_COLOUR``; ``title`` above, ``note`` below; with ``split_last`` the last column set a gap apart."""
+  shares = np.asarray(shares, np.float64)
+  if shares.shape != (len(rows), len(columns)):
+    raise ValueError(f"shares {shares.shape} for {len(rows)} rows and {len(columns)} columns")
+  (cell_h, cell_w), scale, black = MATRIX_CELL, 0.35, (0, 0, 0)
+  text_size = lambda text: cv2.getTextSize(text, _FONT, scale, 1)[0]
+  gap = 6 if split_last else 0
+  left = max(text_size(text)[0] for text in rows) + 10
+  top = 28 + max(text_size(text)[0] for text in columns) + 8
+  width = left + len(columns) * cell_w + gap + 10
+  height = top + len(rows) * cell_h + (24 if note else 10)
+  width = max(width, cv2.getTextSize(title, _FONT, 0.5, 1)[0][0] + 20, text_size(note)[0] + 20)
+  out = np.full((height, width, 3), 255, np.uint8)
+  cv2.putText(out, title, (10, 18), _FONT, 0.5, black, 1, cv2.LINE_AA)
+
+  def corner(i, j):
+    return left + j * cell_w + (gap if split_last and j == len(columns) - 1 else 0), top + i * cell_h
+
+  for j, text in enumerate(columns):  # drawn sideways, then turned to read upwards
+    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
+    label = np.full((h + base + 2, w + 4, 3), 255, np.uint8)
+    cv2.putText(label, text, (2, h + 1), _FONT, scale, black, 1, cv2.LINE_AA)
+    label = np.rot90(label)
+    x, _ = corner(0, j)
+    x += (cell_w - label.shape[1]) // 2
+    out[top - 4 - label.shape[0]:top - 4, x:x + label.shape[1]] = label
+  for i, text in enumerate(rows):
+    w, h = text_size(text)
+    cv2.putText(out, text, (left - 6 - w, top + i * cell_h + (cell_h + h) // 2), _FONT, scale, black, 1,
+                cv2.LINE_AA)
+  for (i, j), share in np.ndenumerate(shares):
+    x, y = corner(i, j)
+    weight = float(np.clip(share / 100, 0, 1))
+    fill = tuple(round(255 + (c - 255) * weight) for c in PLOT_COLOUR)
+    cv2.rectangle(out, (x, y), (x + cell_w - 1, y + cell_h - 1), fill, -1)
+    cv2.rectangle(out, (x, y), (x + cell_w - 1, y + cell_h - 1), (225, 225, 225), 1)
+    text = "0" if share == 0 else f"{share:.0f}" if share >= 9.95 else f"{share:.1f}"
+    colour = (170, 170, 170) if share == 0 else (255, 255, 255) if weight > 0.55 else black
+    w, h = text_size(text)
+    cv2.putText(out, text, (x + (cell_w - w) // 2, y + (cell_h + h) // 2), _FONT, scale, colour, 1, cv2.LINE_AA)
+  for i, j in outlined:
+    x, y = corner(i, j)
+    cv2.rectangle(out, (x + 1, y + 1), (x + cell_w - 2, y + cell_h - 2), OUTLINE_COLOUR, 2)
+  if note:
+    cv2.putText(out, note, (10, height - 8), _FONT, scale, black, 1, cv2.LINE_AA)
   return out
 
 

@@ -7,18 +7,26 @@ from dapose_jax import errors
 from dapose_jax.pose import decoding
 
 
-def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
-  """Per-sample outcome of the reference PCK test: (correct (B, K) bool, counted (B, K) bool).
+def pck_positions(pred_heatmaps, target_heatmaps):
+  """The reference PCK's positions and what it counts: (pred (B, K, 2), truth (B, K, 2), counted (B, K) bool).
 
-  Both maps are reduced to integer argmaxes; distances are normalised by (H/10, W/10) applied to
-  (x, y) as the reference does, and compared with ``threshold * 10`` (0.5 for PCK@0.05, i.e. 0.05 of
-  the heatmap side). A keypoint counts only if its target argmax has x > 1 and y > 1, which drops
-  all-zero (invisible) targets and also visible keypoints in the first two rows / columns.
+  Both maps are reduced to integer argmaxes (x, y), which are divided by (H/10, W/10) as the reference does, so
+  that a distance between them below ``threshold * 10`` is within ``threshold`` of the heatmap side. A keypoint
+  counts only if its target argmax has x > 1 and y > 1, which drops all-zero (invisible) targets and also visible
+  keypoints in the first two rows / columns.
   """
   pred, _ = decoding.argmax_2d(pred_heatmaps)
   target, _ = decoding.argmax_2d(target_heatmaps)
-  counted = (target[..., 0] > 1) & (target[..., 1] > 1)
-  return within_threshold(pred, target, pred_heatmaps.shape[-3:-1], threshold) & counted, counted
+  norm = jnp.array(pred_heatmaps.shape[-3:-1], jnp.float32) / 10
+  return pred / norm, target / norm, (target[..., 0] > 1) & (target[..., 1] > 1)
+
+
+def pck_hits(pred_heatmaps, target_heatmaps, threshold=0.05):
+  """Per-sample outcome of the reference PCK test: (correct (B, K) bool, counted (B, K) bool): the prediction is
+  within ``threshold`` of the truth (``pck_positions``; 0.5 for PCK@0.05, i.e. 0.05 of the heatmap side)."""
+  pred, truth, counted = pck_positions(pred_heatmaps, target_heatmaps)
+  dist = jnp.linalg.norm(pred - truth, axis=-1)
+  return (dist < threshold * 10) & counted, counted
 
 
 def within_threshold(a, b, shape, threshold=0.05):

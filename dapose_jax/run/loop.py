@@ -241,7 +241,7 @@ def train_and_evaluate(config, workdir):
           for name, evaluator in drawn.items():
             writer.write_images(step, f"pictures/{name}", evaluators.pictures(
                 evaluator, state, config=config, mesh=mesh, count=config.eval_pictures))
-          log.info("step %d  %s", step, "  ".join(f"{name}: {_fmt(values)}" for name, values in result.items()))
+          log.info("step %d  %s", step, "  ".join(f"{name}: {evaluators.table(values)}" for name, values in result.items()))
           entry = {"step": step, **result}
           progress["history"].append(entry)
           name, key = selected
@@ -271,7 +271,3 @@ def train_and_evaluate(config, workdir):
       (workdir / workdirs.RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     method.finish(config, state, workdir)
     return state, results
-
-
-def _fmt(table):
-  return " ".join(f"{k} {v:.1f}" for k, v in table.items())
