@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dapose_jax import errors, parallel
+from dapose_jax.augment import views
 from dapose_jax.commands import predict
 from dapose_jax.methods import base
 from dapose_jax.pose import skeletons
@@ -101,7 +102,7 @@ def test_flip_back_mirrors_swaps_the_flip_pairs_and_shifts_one_column():
   heatmaps = np.zeros((1, 8, 8, 16), np.float32)
   heatmaps[0, 2, 6, 0] = 1.0  # r_ankle at column 6 of the mirrored image
   heatmaps[0, 5, 0, 9] = 0.5  # head_top (no pair) at column 0: mirrored to 7, shifted out, column 0 kept
-  back = np.asarray(finished.flip_back(jnp.asarray(heatmaps), skeletons.BODY16))
+  back = np.asarray(views.flip_back(jnp.asarray(heatmaps), skeletons.BODY16))
   assert back[0, 2, 2, 5] == 1.0 and back[0, 2].sum() == 1.0  # l_ankle (5) at column 8 - 6 = 2
   assert back[0, 5, 0, 9] == 0.0 and back[0, 5, :, 9].sum() == 0.0
 

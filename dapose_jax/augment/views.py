@@ -145,3 +145,12 @@ def occlude(rng, images, centres, apply, half_size):
     return jnp.where(inside[..., None], image[sy, sx], image)
 
   return jax.vmap(one)(images, centres, sources, apply)
+
+
+def flip_back(heatmaps, keypoint_set):
+  """Heatmaps (..., H, W, K) of mirrored images in the frame and keypoint order of the originals: mirrored, the
+  flip pairs swapped, and shifted one column right (column 0 kept), as SimpleBaseline's ``shift_heatmap``. The
+  targets put a keypoint at x into column round(x / stride), its mirror S - x into W - round(x / stride), which the
+  mirroring takes to column round(x / stride) - 1."""
+  flipped = heatmaps[..., ::-1, :][..., jnp.asarray(keypoint_set.flip_permutation())]
+  return jnp.concatenate([flipped[..., :1, :], flipped[..., :-1, :]], axis=-2)

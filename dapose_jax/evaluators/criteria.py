@@ -15,7 +15,7 @@ p_k(H) = argmax_u H_k(u) its integer peak (x, y) (``decoding.argmax_2d``) and th
   compare checkpoints of one method. Key ``confidence``.
 - "view_agreement": the percentage of keypoints whose peak on the image and on a transformed view of it, mapped
   back, pass the test: ``flip`` = (100 / NK) sum_x sum_k close(p_k(H(x)), p_k(flip_back(H(mirror(x))))), the view
-  mirrored and its heatmaps mirrored back with the flip pairs swapped (``finished.flip_back``, the flip test's);
+  mirrored and its heatmaps mirrored back with the flip pairs swapped (``views.flip_back``, the flip test's);
   ``affine`` = (100 / NK) sum_x sum_k close(p_k(H(x)), p_k(to_base(H(to_view(x, A_x)), A_x))), A_x a rotation by
   U(-rotation, rotation) degrees and a scale U(scale_min, scale_max) about the image centre, drawn per sample index
   from ``seed`` (``view_matrices``: every evaluation of every checkpoint sees the same views), the image warped
@@ -38,7 +38,6 @@ from dapose_jax.augment import views
 from dapose_jax.data import pipeline
 from dapose_jax.evaluators import passes
 from dapose_jax.pose import decoding, metrics
-from dapose_jax.run import finished
 
 UNLABELLED = ("image", "mask", "index")  # what a criterion's compiled function is given of a batch
 
@@ -134,7 +133,7 @@ class ViewAgreement(Criterion):
       heatmaps = predict(state, stacked)
       heatmaps = heatmaps.reshape(images.shape[0], 3, *heatmaps.shape[1:])
       base = heatmaps[:, 0]
-      flipped = finished.flip_back(heatmaps[:, 1], keypoint_set)
+      flipped = views.flip_back(heatmaps[:, 1], keypoint_set)
       warped_back = views.to_base(heatmaps[:, 2], views.rescale(matrices, to_heatmap), order=1)
       return {"flip": _agreeing(base, flipped, batch["mask"], threshold),
               "affine": _agreeing(base, warped_back, batch["mask"], threshold)}

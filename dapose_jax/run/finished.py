@@ -17,10 +17,10 @@ import pathlib
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from ml_collections import ConfigDict
 
 from dapose_jax import errors, methods, parallel
+from dapose_jax.augment import views
 from dapose_jax.config import defaults
 from dapose_jax.methods import base
 from dapose_jax.pose import skeletons
@@ -148,20 +148,13 @@ def _warn_if_not_recorded(config, run):
 
 def flip_tested(method, keypoint_set):
   """``method`` whose ``eval_heatmaps`` average each image's heatmaps with those of its mirror image, flipped
-  back (``flip_back``): SimpleBaseline's flip test."""
+  back (``views.flip_back``): SimpleBaseline's flip test."""
 
   def eval_heatmaps(config, state, images):
     heatmaps = method.eval_heatmaps(config, state, images)
     mirrored = method.eval_heatmaps(config, state, images[..., ::-1, :])
-    return (heatmaps + flip_back(mirrored, keypoint_set)) / 2
+    return (heatmaps + views.flip_back(mirrored, keypoint_set)) / 2
 
   return dataclasses.replace(method, eval_heatmaps=eval_heatmaps)
 
 
-def flip_back(heatmaps, keypoint_set):
-  """Heatmaps (..., H, W, K) of mirrored images in the frame and keypoint order of the originals: mirrored, the
-  flip pairs swapped, and shifted one column right (column 0 kept), as SimpleBaseline's ``shift_heatmap``. The
-  targets put a keypoint at x into column round(x / stride), its mirror S - x into W - round(x / stride), which the
-  mirroring takes to column round(x / stride) - 1."""
-  flipped = heatmaps[..., ::-1, :][..., jnp.asarray(keypoint_set.flip_permutation())]
-  return jnp.concatenate([flipped[..., :1, :], flipped[..., :-1, :]], axis=-2)
